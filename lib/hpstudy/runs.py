@@ -1,0 +1,351 @@
+"""The run store: one folder per resolved config, so nothing is trained twice or lost.
+
+``runs/<hash>/`` holds ``config.json``, ``history.csv`` (a row per finished epoch),
+``checkpoint.pt`` (+ ``checkpoint.prev.pt``, the epoch before), ``model.pt`` once finished and
+``status``. Every file is written to a temporary name and renamed, so a crash never leaves a
+half-written file under a real name; a file damaged anyway is detected, named, and the run
+restarts from the last good state.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import data as D
+from .config import Config
+from .model import MobileNet
+from .train import (HISTORY_COLUMNS, fit, resolve_compile, resolve_device,
+                    resolve_precision)
+
+HASH_VERSION = 1
+FINAL = ("done", "diverged")
+# Keys that change speed or location but not the numbers a run produces.
+NOT_HASHED = ("data_root", "eval_batch_size")
+
+
+class StoreError(RuntimeError):
+    """A file of the run store is damaged; the message names it."""
+
+
+def store_root(root: str | os.PathLike | None = None) -> Path:
+    return Path(root or os.environ.get("HPSTUDY_RUNS") or "runs").expanduser().resolve()
+
+
+def resolved_config(cfg: Config) -> dict:
+    """The config with 'auto' settled for this machine: what the run actually does."""
+    device = resolve_device(cfg.device)
+    d = cfg.to_dict()
+    d["device"] = device.type
+    d["precision"] = resolve_precision(cfg.precision, device)
+    d["compile"] = "on" if resolve_compile(cfg.compile, device) else "off"
+    return d
+
+
+def run_hash(resolved: dict, data_identity: str) -> str:
+    key = {k: v for k, v in resolved.items() if k not in NOT_HASHED}
+    key["data"] = data_identity
+    key["hash_version"] = HASH_VERSION
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --- atomic files ----------------------------------------------------------------------------
+
+def atomic_write(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def history_csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in HISTORY_COLUMNS})
+    return out.getvalue().encode()
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """Parse and check ``history.csv``: columns, numeric values, epochs 1..n in order."""
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:
+        raise StoreError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if list(df.columns) != HISTORY_COLUMNS:
+        raise StoreError(f"{path}: columns {list(df.columns)}, expected {HISTORY_COLUMNS}")
+    try:
+        df = df.astype({c: float for c in HISTORY_COLUMNS}).astype({"epoch": int})
+    except Exception as e:
+        raise StoreError(f"{path}: non-numeric values ({e})") from None
+    if list(df["epoch"]) != list(range(1, len(df) + 1)):
+        raise StoreError(f"{path}: epochs are not 1..{len(df)} in order")
+    return df
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load with ``weights_only=True`` (a pickle that would run code is refused) and check it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise StoreError(f"{path}: cannot be loaded ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    need = ("format", "epoch", "config", "model", "optimizer", "history", "rng")
+    if not isinstance(state, dict) or any(k not in state for k in need):
+        raise StoreError(f"{path}: not a checkpoint of this tool (missing keys)")
+    if len(state["history"]) != state["epoch"]:
+        raise StoreError(f"{path}: holds {len(state['history'])} history rows for epoch "
+                         f"{state['epoch']}")
+    return state
+
+
+def load_weights(path: str | os.PathLike, width: float = 1.0, num_classes: int = 100) -> MobileNet:
+    """A MobileNet from a ``model.pt`` (state dict), loaded with ``weights_only=True``."""
+    path = Path(path)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        model = MobileNet(num_classes, width)
+        model.load_state_dict(sd)
+    except Exception as e:
+        raise StoreError(f"{path}: cannot be loaded as MobileNet weights "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return model.eval()
+
+
+# --- locking ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def run_lock(d: Path, log=print):
+    """One process per run folder; a second one waits, saying who holds it."""
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            log(f"run {d.name} is busy (held by {holder}); waiting for it to finish")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A stored run: its config, status, per-epoch history and (lazily) its trained model."""
+    dir: Path
+    config: Config
+    status: str
+    history: pd.DataFrame
+    resumed_from: int = 0       # epochs already done when this process picked the run up
+    trained: bool = False       # whether this process trained any epoch of it
+    _model: torch.nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def hash(self) -> str:
+        return self.dir.name
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The final model (None for a diverged run), loaded with ``weights_only=True``."""
+        if self._model is None and (self.dir / "model.pt").exists():
+            self._model = load_weights(self.dir / "model.pt", self.config.width)
+        return self._model
+
+    @property
+    def final(self) -> dict:
+        return self.history.iloc[-1].to_dict() if len(self.history) else {}
+
+    @property
+    def best(self) -> dict:
+        h = self.history.dropna(subset=["val_acc"])
+        return h.loc[h["val_acc"].idxmax()].to_dict() if len(h) else {}
+
+    @classmethod
+    def load(cls, d: Path) -> "Run":
+        d = Path(d)
+        cfg = Config.from_dict({k: v for k, v in json.loads((d / "config.json").read_text()).items()
+                                if k in Config.keys()})
+        status = (d / "status").read_text().strip() if (d / "status").exists() else "new"
+        hist = read_history(d / "history.csv") if (d / "history.csv").exists() \
+            else pd.DataFrame(columns=HISTORY_COLUMNS)
+        return cls(d, cfg, status, hist)
+
+
+class RunDir:
+    """Reads and writes one run folder; knows how to recover from damaged files."""
+
+    def __init__(self, d: Path, log=print):
+        self.d = d
+        self.log = log
+
+    def path(self, name: str) -> Path:
+        return self.d / name
+
+    @property
+    def status(self) -> str:
+        p = self.path("status")
+        return p.read_text().strip() if p.exists() else "new"
+
+    def set_status(self, s: str) -> None:
+        atomic_write(self.path("status"), (s + "\n").encode())
+
+    def write_config(self, cfg: Config, resolved: dict, data: D.CIFAR100) -> None:
+        meta = {**cfg.to_dict(), "resolved": resolved, "data": data.describe(),
+                "data_identity": data.identity, "hash_version": HASH_VERSION,
+                "torch": torch.__version__}
+        atomic_write(self.path("config.json"), json.dumps(meta, indent=2).encode())
+
+    def save_epoch(self, state: dict) -> None:
+        ck = self.path("checkpoint.pt")
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        tmp = ck.with_name(f".{ck.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        if ck.exists():
+            os.replace(ck, self.path("checkpoint.prev.pt"))
+        os.replace(tmp, ck)
+        atomic_write(self.path("history.csv"), history_csv(state["history"]))
+
+    def last_good_state(self) -> dict | None:
+        """The newest checkpoint that loads and checks out; damaged ones are named and moved
+        aside (``*.corrupt``) so they are never loaded again."""
+        for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+            p = self.path(name)
+            if not p.exists():
+                continue
+            try:
+                return load_checkpoint(p)
+            except StoreError as e:
+                self.log(f"warning: {e}; moved aside to {p.name}.corrupt")
+                os.replace(p, p.with_name(p.name + ".corrupt"))
+        return None
+
+    def finished(self, expect_epochs: int) -> Run | None:
+        """The stored result if the run is finished and its files check out, else None."""
+        status = self.status
+        if status not in FINAL:
+            return None
+        try:
+            run = Run.load(self.d)
+        except StoreError as e:
+            state = self.last_good_state()
+            if state is None or (status == "done" and state["epoch"] != expect_epochs):
+                self.log(f"warning: {e}; the run is trained again")
+                self.set_status("damaged")
+                return None
+            self.log(f"warning: {e}; rebuilt it from {self.path('checkpoint.pt').name}")
+            atomic_write(self.path("history.csv"), history_csv(state["history"]))
+            run = Run.load(self.d)
+        if status == "done" and (len(run.history) != expect_epochs or not self.path("model.pt").exists()):
+            self.log(f"warning: {self.d} says done but holds {len(run.history)} of "
+                     f"{expect_epochs} epochs or no model.pt; the run is resumed")
+            self.set_status("damaged")
+            return None
+        return run
+
+
+def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=print) -> Run:
+    """The run for ``config``: from the store if finished, resumed if partial, else trained."""
+    cfg = config if isinstance(config, Config) else Config.from_dict(config)
+    data = D.load_cifar100(cfg.data_root)
+    resolved = resolved_config(cfg)
+    d = store_root(root) / run_hash(resolved, data.identity)
+    rd = RunDir(d, log)
+    with run_lock(d, log):
+        done = rd.finished(cfg.epochs)
+        if done is not None:
+            log(f"run {d.name}: {done.status}, {len(done.history)} epochs (from the store)")
+            return done
+        rd.write_config(cfg, resolved, data)
+        state = rd.last_good_state()
+        start = state["epoch"] if state else 0
+        if state is None:
+            start = 0
+            for p in ("history.csv", "model.pt"):
+                if rd.path(p).exists():
+                    os.remove(rd.path(p))
+        log(f"run {d.name}: " + (f"resuming after epoch {start}" if start else "training") +
+            f" ({describe(cfg)})")
+        rd.set_status("running")
+        try:
+            out = fit(cfg, data, state=state, on_epoch=rd.save_epoch, log=log)
+        except KeyboardInterrupt:
+            rd.set_status("interrupted")
+            last = rd.last_good_state()
+            log(f"interrupted: run {d.name} is kept at epoch {last['epoch'] if last else 0} "
+                f"in {d}; run the same command again to resume")
+            raise
+        except BaseException:
+            rd.set_status("failed")
+            raise
+        atomic_write(rd.path("history.csv"), history_csv(out["history"]))
+        if out["status"] == "done":
+            atomic_torch_save(rd.path("model.pt"), out["model"].state_dict())
+        rd.set_status(out["status"])
+    result = Run.load(d)
+    result.resumed_from, result.trained = start, True
+    return result
+
+
+def describe(cfg: Config) -> str:
+    base = Config()
+    parts = [f"{k}={v}" for k, v in cfg.to_dict().items()
+             if v != getattr(base, k) or k in ("lr", "epochs")]
+    return ", ".join(parts)
+
+
+def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every stored run: config columns, status, final and best validation metrics."""
+    rows = []
+    for d in sorted(store_root(root).glob("*/config.json")):
+        try:
+            r = Run.load(d.parent)
+        except Exception as e:  # a damaged folder is listed, not fatal
+            rows.append({"hash": d.parent.name, "status": f"unreadable: {e}"})
+            continue
+        final, best = r.final, r.best
+        rows.append({"hash": r.hash, **r.config.to_dict(), "status": r.status,
+                     "epochs_done": len(r.history),
+                     **{f"final_{k}": final.get(k) for k in HISTORY_COLUMNS[2:6]},
+                     "best_val_acc": best.get("val_acc"), "best_epoch": best.get("epoch"),
+                     "dir": str(r.dir)})
+    return pd.DataFrame(rows)

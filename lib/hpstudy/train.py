@@ -1,0 +1,252 @@
+"""Training and evaluation as plain functions (after torchvision's reference scripts).
+
+All randomness of an epoch (shuffle, crops, flips, mixup) comes from generators seeded by
+``(seed, epoch)``, so a run resumed from a checkpoint continues exactly as an uninterrupted
+one would.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import data as D
+from .config import Config
+from .model import MobileNet
+
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+
+
+# --- device, precision --------------------------------------------------------------------
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("parameter 'device': 'cuda' requested but CUDA is not available "
+                           "(use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def resolve_compile(flag: str, device: torch.device) -> bool:
+    return flag == "on" or (flag == "auto" and device.type == "cuda")
+
+
+def default_eval_batch_size(device: torch.device) -> int:
+    # measured: on this 2-core CPU batch 128 beats 512; a GPU wants large batches
+    return 1024 if device.type == "cuda" else 128
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_at(cfg: Config, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``; cosine is the report's per-epoch formula."""
+    if cfg.schedule == "cosine":
+        return cfg.eta_min + (cfg.lr - cfg.eta_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+    return cfg.lr
+
+
+def epoch_generators(seed: int, epoch: int, device: torch.device):
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1_000_003 + epoch + 1)
+    return g, np.random.default_rng([seed, epoch])
+
+
+# --- the pieces ------------------------------------------------------------------------------
+
+@dataclass
+class Batches:
+    """A split on the device plus how to turn its uint8 images into model input."""
+    split: D.Split
+    mean: torch.Tensor
+    std: torch.Tensor
+    channels_last: bool
+
+    def input(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        return D.to_input(x_uint8, self.mean, self.std, self.channels_last)
+
+
+def prepare_data(cfg: Config, data: D.CIFAR100, device: torch.device) -> tuple[Batches, Batches]:
+    """The (subset of the) 40k/10k split, on ``device``, with its normalization."""
+    n = len(data.train)
+    tr, va = D.split_indices(n, D.default_n_val(n), cfg.split_seed)
+    tr = D.stratified_subset(tr, data.train.fine, cfg.n_train, cfg.subset_seed)
+    va = D.stratified_subset(va, data.train.fine, cfg.n_val, cfg.subset_seed + 1)
+    mean, std = D.norm_constants(data, cfg.normalize, cfg.split_seed)
+    mean_t = torch.tensor(mean, device=device)
+    std_t = torch.tensor(std, device=device)
+    mk = lambda idx: Batches(data.train.subset(idx).to(device), mean_t, std_t, cfg.channels_last)  # noqa: E731
+    return mk(tr), mk(va)
+
+
+def build_model(cfg: Config, device: torch.device) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    model = MobileNet(D.NUM_CLASSES, cfg.width).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def train_one_epoch(model, criterion, optimizer, train: Batches, device, epoch: int, *,
+                    batch_size: int, seed: int, augment_crop: bool = True,
+                    augment_flip: bool = True, mixup_alpha: float = 0.0,
+                    precision: str = "fp32") -> dict:
+    """One pass over ``train`` in a seeded random order. Returns mean loss and accuracy (under
+    mixup, the lambda-weighted agreement with both targets) and whether the loss diverged."""
+    model.train()
+    gen, rng = epoch_generators(seed, epoch, device)
+    n = len(train.split)
+    order = torch.randperm(n, generator=gen, device=device)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    check_every = 1 if device.type == "cpu" else 50
+    for step, start in enumerate(range(0, n, batch_size)):
+        idx = order[start:start + batch_size]
+        if len(idx) < 2:  # BatchNorm cannot train on a single image
+            break
+        x = D.augment(train.split.x[idx], gen, crop=augment_crop, flip=augment_flip)
+        x = train.input(x)
+        y = train.split.fine[idx]
+        x, y_a, y_b, lam = D.mixup(x, y, mixup_alpha, rng, gen)
+        with autocast(device, precision):
+            logits = model(x)
+            loss = criterion(logits, y_a)
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * criterion(logits, y_b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        b = len(idx)
+        seen += b
+        loss_sum += loss.detach().double() * b
+        pred = logits.detach().argmax(1)
+        hits = (pred == y_a).double().sum() * lam
+        if lam < 1.0:
+            hits = hits + (pred == y_b).double().sum() * (1 - lam)
+        correct += hits
+        if step % check_every == 0 and not torch.isfinite(loss_sum):
+            break
+    loss_mean = float(loss_sum) / max(seen, 1)
+    return {"train_loss": loss_mean, "train_acc": float(correct) / max(seen, 1),
+            "diverged": not math.isfinite(loss_mean)}
+
+
+@torch.inference_mode()
+def predict(model, batches: Batches, device, *, batch_size: int, precision: str = "fp32",
+            x: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (float32, on ``device``) for every image of the split, in order."""
+    model.eval()
+    x = batches.split.x if x is None else x
+    out = []
+    for start in range(0, len(x), batch_size):
+        with autocast(device, precision):
+            out.append(model(batches.input(x[start:start + batch_size])).float())
+    return torch.cat(out)
+
+
+def evaluate(model, criterion, batches: Batches, device, *, batch_size: int,
+             precision: str = "fp32") -> dict:
+    logits = predict(model, batches, device, batch_size=batch_size, precision=precision)
+    y = batches.split.fine
+    return {"loss": float(criterion(logits, y)),
+            "acc": float((logits.argmax(1) == y).double().mean()),
+            "top5": float((logits.topk(5, 1).indices == y[:, None]).any(1).double().mean())}
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def format_epoch(row: dict, epochs: int) -> str:
+    """One fixed-width line per epoch."""
+    w = len(str(epochs))
+    def pct(v):  # noqa: E306
+        return "   nan " if not math.isfinite(v) else f"{100 * v:6.2f}%"
+    return (f"epoch {row['epoch']:>{w}}/{epochs}  lr {row['lr']:.5f}  "
+            f"train loss {row['train_loss']:7.4f} acc {pct(row['train_acc'])}  "
+            f"val loss {row['val_loss']:7.4f} acc {pct(row['val_acc'])}  {row['seconds']:6.1f}s")
+
+
+def fit(cfg: Config, data: D.CIFAR100, *, state: dict | None = None, on_epoch=None,
+        log=print) -> dict:
+    """Train from ``state`` (a checkpoint dict, or None for a fresh start) to ``cfg.epochs``.
+
+    ``on_epoch(state)`` is called after every finished epoch with a checkpoint dict (model,
+    optimizer, scheduler, epoch, history, RNG states). Returns the final state, with
+    ``status`` 'done' or 'diverged'.
+    """
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train, val = prepare_data(cfg, data, device)
+    model = build_model(cfg, device)
+    optimizer = build_optimizer(cfg, model)
+    history: list[dict] = []
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = list(state["history"])
+        start = int(state["epoch"])
+        torch.set_rng_state(state["rng"]["torch"])
+    step_model = torch.compile(model) if resolve_compile(cfg.compile, device) else model
+    criterion = nn.CrossEntropyLoss()
+    eval_bs = cfg.eval_batch_size or default_eval_batch_size(device)
+    status = "done"
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        lr = lr_at(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tr = train_one_epoch(step_model, criterion, optimizer, train, device, epoch,
+                             batch_size=cfg.batch_size, seed=cfg.seed,
+                             augment_crop=cfg.augment_crop, augment_flip=cfg.augment_flip,
+                             mixup_alpha=cfg.mixup_alpha, precision=precision)
+        if tr["diverged"]:
+            ev = {"loss": float("nan"), "acc": float("nan")}
+        else:
+            ev = evaluate(step_model, criterion, val, device, batch_size=eval_bs, precision=precision)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["train_loss"],
+               "train_acc": tr["train_acc"], "val_loss": ev["loss"], "val_acc": ev["acc"],
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        log(format_epoch(row, cfg.epochs))
+        if tr["diverged"] or not math.isfinite(ev["loss"]):
+            status = "diverged"
+            log(f"diverged at epoch {epoch + 1}: the loss is not finite; the run stops here")
+            break
+        state = {
+            "format": 1, "epoch": epoch + 1, "config": cfg.to_dict(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": {"schedule": cfg.schedule, "last_epoch": epoch, "lr": lr},
+            "history": list(history),
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        if on_epoch is not None:
+            on_epoch(state)
+    return {"status": status, "history": history, "model": model}
