@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny CIFAR-100 in the official layout, an isolated run store."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REAL_DATA = os.environ.get("HPSTUDY_DATA")
+
+
+def write_tiny_cifar(root: Path, per_class_train: int = 10, per_class_test: int = 2,
+                     seed: int = 0) -> Path:
+    """A CIFAR-100 look-alike: 100 classes, each a fixed colour pattern plus noise, so that a
+    model can learn it in a few steps. Written exactly as the official pickles are laid out."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    protos = rng.integers(40, 216, size=(100, 3, 4, 4)).repeat(8, axis=2).repeat(8, axis=3)
+
+    def make(per_class, name):
+        fine = np.repeat(np.arange(100), per_class)
+        rng.shuffle(fine)
+        noise = rng.normal(0, 25, size=(len(fine), 3, 32, 32))
+        x = np.clip(protos[fine] + noise, 0, 255).astype(np.uint8).reshape(len(fine), 3072)
+        d = {"filenames": [f"{name}_{i:05d}.png" for i in range(len(fine))],
+             "batch_label": f"{name} batch", "fine_labels": fine.tolist(),
+             "coarse_labels": (fine // 5).tolist(), "data": x}
+        with open(folder / name, "wb") as f:
+            pickle.dump(d, f, protocol=2)
+
+    make(per_class_train, "train")
+    make(per_class_test, "test")
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)],
+                     "coarse_label_names": [f"super{i:02d}" for i in range(20)]}, f, protocol=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return write_tiny_cifar(tmp_path_factory.mktemp("tiny_cifar"))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """An empty run store for this test."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("HPSTUDY_RUNS", str(root))
+    return root
+
+
+@pytest.fixture
+def tiny_env(tiny_root, store, monkeypatch):
+    """HPSTUDY_DATA pointing at the tiny data set, HPSTUDY_RUNS at an empty store."""
+    monkeypatch.setenv("HPSTUDY_DATA", str(tiny_root))
+    return tiny_root
+
+
+def tiny_config(**kw) -> dict:
+    """A config that trains in about a second on the tiny data set."""
+    return {"width": 0.25, "epochs": 2, "batch_size": 100, "lr": 0.05, "device": "cpu", **kw}
+
+
+@pytest.fixture
+def real_root() -> Path:
+    if not REAL_DATA or not (Path(REAL_DATA) / "cifar-100-python" / "train").exists():
+        pytest.skip("real CIFAR-100 not available (set HPSTUDY_DATA)")
+    return Path(REAL_DATA)
