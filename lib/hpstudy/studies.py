@@ -145,3 +145,17 @@ def _jsonable(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON-serializable: {type(o).__name__}")
+
+
+def run_summary(label: str, run) -> dict:
+    """What the index needs of one run: setting, status, final and best-epoch metrics."""
+    final, best = run.final, run.best
+    metrics = ("train_loss", "train_acc", "val_loss", "val_acc")
+    return {
+        "label": label, "hash": run.hash, "dir": str(run.dir), "status": run.status,
+        "epochs_done": int(len(run.history)), "epochs": run.config.epochs,
+        "final": {k: final.get(k) for k in metrics},
+        "best": {"epoch": best.get("epoch"), "val_acc": best.get("val_acc")},
+        "seconds": float(run.history["seconds"].sum()) if len(run.history) else 0.0,
+        "config": run.config.to_dict(),
+    }

@@ -1,0 +1,115 @@
+"""Command line: ``hpstudy report|train|runs|bench`` (also ``python -m hpstudy``)."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+import yaml
+
+from .config import ConfigError
+
+
+def _parse_assignments(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value != "" else None
+    return out
+
+
+def cmd_train(args) -> int:
+    from . import runs
+    from .config import Config
+
+    cfg = Config.from_dict(_parse_assignments(args.set))
+    try:
+        r = runs.run(cfg, root=args.runs)
+    except KeyboardInterrupt:
+        # runs.run already said where the run is kept and how to resume
+        print("stopped by Ctrl-C; nothing finished is lost", file=sys.stderr)
+        return 130
+    print(f"{r.status}: {r.dir}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from . import runs
+
+    if args.clear:
+        root = runs.store_root(args.runs)
+        for h in args.clear:
+            d = root / h
+            if not (d / "config.json").exists():
+                print(f"no run {h!r} under {root}", file=sys.stderr)
+                return 1
+            shutil.rmtree(d)
+            print(f"removed {d}")
+        return 0
+    df = runs.list_runs(args.runs)
+    if df.empty:
+        print(f"no runs under {runs.store_root(args.runs)}")
+        return 0
+    cols = [c for c in ["hash", "status", "epochs_done", "epochs", "lr", "schedule",
+                        "weight_decay", "mixup_alpha", "width", "n_train",
+                        "final_val_acc", "best_val_acc"] if c in df]
+    print(df[cols].to_string(index=False))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from . import report
+
+    return report.main(args)
+
+
+def cmd_bench(args, rest) -> int:
+    from . import bench
+
+    return bench.main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hpstudy", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("report", help="execute study notebooks with a preset and render HTML")
+    r.add_argument("studies", nargs="*", help="studies to run (default: all, in order)")
+    r.add_argument("--preset", default="quick", help="preset name (params/NAME.yaml) or a YAML path")
+    r.add_argument("--out", default=None, help="output folder (default reports/<preset>)")
+    r.add_argument("--kernel", default=None, help="Jupyter kernel (default: this environment's, registered if needed)")
+    r.add_argument("--show-input", action="store_true", help="keep code cells in the HTML")
+    r.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
+    r.add_argument("--data-root", default=None, help="CIFAR-100 folder (default $HPSTUDY_DATA or ./data)")
+    r.set_defaults(func=cmd_report)
+
+    t = sub.add_parser("train", help="train (or resume, or fetch from the store) one run")
+    t.add_argument("set", nargs="*", metavar="KEY=VALUE", help="config values, e.g. lr=0.05 epochs=2")
+    t.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("runs", help="list stored runs, or clear some")
+    s.add_argument("--clear", nargs="+", metavar="HASH", help="delete these runs")
+    s.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
+    s.set_defaults(func=cmd_runs)
+
+    sub.add_parser("bench", help="training throughput: ours vs the report's pipeline", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return cmd_bench(None, argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
