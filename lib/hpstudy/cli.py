@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder (default reports/<preset>)")
     r.add_argument("--kernel", default=None, help="Jupyter kernel (default: this environment's, registered if needed)")
     r.add_argument("--show-input", action="store_true", help="keep code cells in the HTML")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="papermill-style override given to every study (checked by the notebooks)")
     r.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
     r.add_argument("--data-root", default=None, help="CIFAR-100 folder (default $HPSTUDY_DATA or ./data)")
     r.set_defaults(func=cmd_report)

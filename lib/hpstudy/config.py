@@ -144,6 +144,13 @@ def coerce(key: str, value, hint):
         str: lambda v: isinstance(v, str),
     }[hint]
     if not ok(value):
+        hint_text = ""
+        if hint is float and isinstance(value, str):
+            try:
+                float(value)
+                hint_text = "; YAML 1.1 reads a number like 5e-4 as text: write 5.0e-4"
+            except ValueError:
+                pass
         raise ConfigError(f"parameter {key!r}: expected {hint.__name__}, got {value!r} "
-                          f"({type(value).__name__})")
+                          f"({type(value).__name__}){hint_text}")
     return float(value) if hint is float else value
