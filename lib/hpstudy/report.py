@@ -140,7 +140,13 @@ def main(args) -> int:
     for i, study in enumerate(studies, 1):
         nb = STUDIES[study].notebook
         print(f"[{i}/{len(studies)}] {nb} ...", flush=True)
-        params = {**preset.params(study), **{k: v for k, v in extra.items() if k in STUDIES[study].keys}, **overrides}
+        accepts = STUDIES[study].keys
+        # an override goes to the studies that take it; one that no study takes goes to all,
+        # so the notebooks report it as unknown
+        params = {**preset.params(study),
+                  **{k: v for k, v in extra.items() if k in accepts},
+                  **{k: v for k, v in overrides.items()
+                     if k in accepts or not any(k in s.keys for s in STUDIES.values())}}
         o = run_study(study, params, out, kernel, args.show_input)
         outcomes.append(o)
         line = f"[{i}/{len(studies)}] {nb:<24} {o['status']:<6} {o['seconds']:7.1f}s"
