@@ -11,18 +11,47 @@ from .config import ConfigError
 
 
 def _parse_assignments(items: list[str]) -> dict:
+    """``KEY=VALUE`` words -> values, read by the type of the Config field.
+
+    YAML alone misreads two common command-line forms: ``lr=1e-4`` (YAML 1.1 has no float
+    without a dot, so it is text) and ``compile=on|off`` (booleans in YAML 1.1). A float field
+    takes any number Python reads; a text field keeps the text as written. Unknown keys are
+    passed on for Config to reject by name.
+    """
+    import typing
+
+    from .config import Config
+
+    hints = typing.get_type_hints(Config)
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value != "" else None
+        key = key.strip()
+        hint, optional = hints.get(key), False
+        if typing.get_origin(hint) is typing.Union:
+            optional = type(None) in typing.get_args(hint)
+            hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        if value == "" or (optional and value in ("null", "None", "~")):
+            out[key] = None
+        elif hint is str:
+            out[key] = value
+        else:
+            v = yaml.safe_load(value)
+            if hint is float and isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    pass
+            out[key] = v
     return out
 
 
 def cmd_train(args) -> int:
     from . import runs
     from .config import Config
+    from .data import DataError
 
     cfg = Config.from_dict(_parse_assignments(args.set))
     try:
@@ -31,8 +60,28 @@ def cmd_train(args) -> int:
         # runs.run already said where the run is kept and how to resume
         print("stopped by Ctrl-C; nothing finished is lost", file=sys.stderr)
         return 130
+    except (DataError, runs.StoreError) as e:
+        # the message names the file; a traceback would only bury it
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"{r.status}: {r.dir}")
     return 0
+
+
+def _busy(d) -> bool:
+    """Whether a process holds the run folder's lock (it is training or resuming it)."""
+    import fcntl
+
+    lock = d / "lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 def cmd_runs(args) -> int:
@@ -42,8 +91,11 @@ def cmd_runs(args) -> int:
         root = runs.store_root(args.runs)
         for h in args.clear:
             d = root / h
-            if not (d / "config.json").exists():
+            if "/" in h or h in (".", "..") or not (d / "config.json").exists():
                 print(f"no run {h!r} under {root}", file=sys.stderr)
+                return 1
+            if _busy(d):
+                print(f"run {h} is in use by another process; not removed", file=sys.stderr)
                 return 1
             shutil.rmtree(d)
             print(f"removed {d}")

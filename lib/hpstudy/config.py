@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -117,8 +118,15 @@ class Config:
         return self.data_root or os.environ.get("HPSTUDY_DATA") or "data"
 
 
+# Common names for our keys that spelling similarity alone would not find.
+ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size",
+           "num_epochs": "epochs", "n_epochs": "epochs", "alpha": "mixup_alpha",
+           "mixup": "mixup_alpha", "width_mult": "width", "width_multiplier": "width"}
+
+
 def unknown_key_message(key: str, allowed: typing.Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
+    alias = ALIASES.get(key.lower())
+    close = [alias] if alias in allowed else difflib.get_close_matches(key, allowed, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"unknown parameter {key!r}.{hint} Allowed: {', '.join(allowed)}"
 
@@ -153,4 +161,7 @@ def coerce(key: str, value, hint):
                 pass
         raise ConfigError(f"parameter {key!r}: expected {hint.__name__}, got {value!r} "
                           f"({type(value).__name__}){hint_text}")
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        # nan passes no comparison and inf passes "> 0": both would train garbage
+        raise ConfigError(f"parameter {key!r}: must be a finite number, got {value!r}")
     return float(value) if hint is float else value

@@ -90,17 +90,38 @@ def history_csv(rows: list[dict]) -> bytes:
 
 
 def read_history(path: Path) -> pd.DataFrame:
-    """Parse and check ``history.csv``: columns, numeric values, epochs 1..n in order."""
+    """Parse and check ``history.csv``: columns, numeric values, epochs 1..n in order.
+
+    Strict on purpose: a file cut short (disk full, crash) must not come back as a row with
+    missing fields read as NaN or a number with its last digits gone. Every line written here
+    ends with a newline and holds every field; only the metrics of a diverged epoch may be
+    ``nan``/``inf``.
+    """
     try:
-        df = pd.read_csv(path)
+        text = Path(path).read_bytes().decode("utf-8")
     except Exception as e:
         raise StoreError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    if list(df.columns) != HISTORY_COLUMNS:
-        raise StoreError(f"{path}: columns {list(df.columns)}, expected {HISTORY_COLUMNS}")
-    try:
-        df = df.astype({c: float for c in HISTORY_COLUMNS}).astype({"epoch": int})
-    except Exception as e:
-        raise StoreError(f"{path}: non-numeric values ({e})") from None
+    if text and not text.endswith("\n"):
+        raise StoreError(f"{path}: truncated (the last line is incomplete)")
+    lines = list(csv.reader(io.StringIO(text)))
+    header = lines[0] if lines else []
+    if header != HISTORY_COLUMNS:
+        raise StoreError(f"{path}: columns {header}, expected {HISTORY_COLUMNS}")
+    values = []
+    for i, fields in enumerate(lines[1:], start=2):
+        if len(fields) != len(HISTORY_COLUMNS) or any(not v.strip() for v in fields):
+            raise StoreError(f"{path}: line {i} is incomplete ({len(fields)} of "
+                             f"{len(HISTORY_COLUMNS)} fields, or an empty field)")
+        try:
+            row = [float(v) for v in fields]
+        except ValueError as e:
+            raise StoreError(f"{path}: line {i}: non-numeric value ({e})") from None
+        for name in ("epoch", "lr", "seconds"):
+            v = row[HISTORY_COLUMNS.index(name)]
+            if not math.isfinite(v) or (name == "epoch" and not v.is_integer()):
+                raise StoreError(f"{path}: line {i}: bad {name} {v!r}")
+        values.append(row)
+    df = pd.DataFrame(values, columns=HISTORY_COLUMNS, dtype=float).astype({"epoch": int})
     if list(df["epoch"]) != list(range(1, len(df) + 1)):
         raise StoreError(f"{path}: epochs are not 1..{len(df)} in order")
     return df
@@ -199,8 +220,12 @@ class Run:
     @classmethod
     def load(cls, d: Path) -> "Run":
         d = Path(d)
-        cfg = Config.from_dict({k: v for k, v in json.loads((d / "config.json").read_text()).items()
-                                if k in Config.keys()})
+        try:
+            meta = json.loads((d / "config.json").read_text())
+            cfg = Config.from_dict({k: v for k, v in meta.items() if k in Config.keys()})
+        except Exception as e:
+            raise StoreError(f"{d / 'config.json'}: unreadable ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
         status = (d / "status").read_text().strip() if (d / "status").exists() else "new"
         hist = read_history(d / "history.csv") if (d / "history.csv").exists() \
             else pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -259,27 +284,68 @@ class RunDir:
                 os.replace(p, p.with_name(p.name + ".corrupt"))
         return None
 
+    def check_config(self, cfg: Config, resolved: dict, data: D.CIFAR100) -> None:
+        """A stored ``config.json`` that does not parse (cut short, garbage) is named and
+        written again: its content follows from the config this folder's hash stands for."""
+        p = self.path("config.json")
+        if not p.exists():
+            return
+        try:
+            json.loads(p.read_text())
+        except Exception as e:
+            self.log(f"warning: {p}: unreadable ({type(e).__name__}); written again")
+            self.write_config(cfg, resolved, data)
+
     def finished(self, expect_epochs: int) -> Run | None:
-        """The stored result if the run is finished and its files check out, else None."""
+        """The stored result if the run is finished and its files check out, else None.
+
+        A damaged ``history.csv`` or ``model.pt`` of a finished run is named and rebuilt from
+        the final checkpoint; when that is gone too the status becomes ``damaged`` and the
+        caller resumes from the last good checkpoint (or trains again). A diverged run's
+        history is never rebuilt from a checkpoint (which lacks the diverged epoch): it is
+        resumed, and diverges again at the same epoch.
+        """
         status = self.status
         if status not in FINAL:
             return None
+        problem = None
         try:
             run = Run.load(self.d)
         except StoreError as e:
+            run, problem = None, str(e)
+        if run is not None and status == "done" and len(run.history) != expect_epochs:
+            problem = (f"{self.path('history.csv')}: says done but holds {len(run.history)} "
+                       f"of {expect_epochs} epochs")
+        if problem is not None and status == "done":
             state = self.last_good_state()
-            if state is None or (status == "done" and state["epoch"] != expect_epochs):
-                self.log(f"warning: {e}; the run is trained again")
-                self.set_status("damaged")
-                return None
-            self.log(f"warning: {e}; rebuilt it from {self.path('checkpoint.pt').name}")
-            atomic_write(self.path("history.csv"), history_csv(state["history"]))
-            run = Run.load(self.d)
-        if status == "done" and (len(run.history) != expect_epochs or not self.path("model.pt").exists()):
-            self.log(f"warning: {self.d} says done but holds {len(run.history)} of "
-                     f"{expect_epochs} epochs or no model.pt; the run is resumed")
+            if state is not None and state["epoch"] == expect_epochs:
+                self.log(f"warning: {problem}; rebuilt it from {self.path('checkpoint.pt').name}")
+                atomic_write(self.path("history.csv"), history_csv(state["history"]))
+                run, problem = Run.load(self.d), None
+        if problem is not None:
+            self.log(f"warning: {problem}; the run is resumed from its last good checkpoint "
+                     f"(or trained again)")
             self.set_status("damaged")
             return None
+        if status == "done":
+            mp = self.path("model.pt")
+            try:
+                if not mp.exists():
+                    raise StoreError(f"{mp}: missing")
+                run._model = load_weights(mp, run.config.width)
+            except StoreError as e:
+                if mp.exists():
+                    os.replace(mp, mp.with_name(mp.name + ".corrupt"))
+                    e = StoreError(f"{e}; moved aside to {mp.name}.corrupt")
+                state = self.last_good_state()
+                if state is None or state["epoch"] != expect_epochs:
+                    self.log(f"warning: {e}; the run is resumed from its last good checkpoint "
+                             f"(or trained again)")
+                    self.set_status("damaged")
+                    return None
+                atomic_torch_save(mp, state["model"])
+                run._model = load_weights(mp, run.config.width)
+                self.log(f"warning: {e}; rebuilt {mp.name} from {self.path('checkpoint.pt').name}")
         return run
 
 
@@ -291,6 +357,10 @@ def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=pri
     d = store_root(root) / run_hash(resolved, data.identity)
     rd = RunDir(d, log)
     with run_lock(d, log):
+        # half-written temporary files of a process that was killed mid-write
+        for tmp in d.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        rd.check_config(cfg, resolved, data)
         done = rd.finished(cfg.epochs)
         if done is not None:
             log(f"run {d.name}: {done.status}, {len(done.history)} epochs (from the store)")
