@@ -187,3 +187,15 @@ def test_load_checkpoint_refuses_damaged_and_foreign_files(done_run, tmp_path):
         R.load_checkpoint(p)
     with pytest.raises(StoreError, match="cannot be loaded as MobileNet weights"):
         R.load_weights(done_run.dir / "model.pt", width=0.5)       # wrong shape
+
+
+def test_subset_sizes_are_checked_before_training(tiny_env, store):
+    import hpstudy
+    from hpstudy.config import ConfigError
+    from conftest import tiny_config
+
+    with pytest.raises(ConfigError, match=r"'n_train': the split of .* holds 800 images \(got 5,000\)"):
+        hpstudy.run(tiny_config(n_train=5000))
+    with pytest.raises(ConfigError, match=r"'n_val': cannot draw 150 images stratified"):
+        hpstudy.run(tiny_config(n_val=150))
+    assert not store.exists() or not any(store.iterdir())
