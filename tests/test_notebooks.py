@@ -1,0 +1,343 @@
+"""The study notebooks, tested the way papermill is used: execute with injected parameters,
+then assert on the output notebook and on the results JSON it records.
+
+Executions share one run store (module scope), so a run trained by one notebook is read back by
+the next (and that reuse is itself checked). Every execution starts a kernel (~5 s).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+papermill = pytest.importorskip("papermill")
+from papermill.exceptions import PapermillExecutionError  # noqa: E402
+
+from hpstudy.studies import STUDIES, validate  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+BY_NOTEBOOK = {s.notebook: s for s in STUDIES.values()}
+NAMES = sorted(s.notebook for s in STUDIES.values())
+# small enough to train in a second or two on the tiny fixture data set
+TINY = {"width": 0.25, "epochs": 2, "batch_size": 100, "n_train": 200, "n_val": None,
+        "device": "cpu"}
+
+
+def load(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS / name, as_version=4)
+
+
+def code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+# --- the committed notebooks -----------------------------------------------------------------
+
+def test_every_study_has_its_notebook():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_committed_clean(name):
+    nb = load(name)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    assert nb.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3",
+                                         "language": "python"}
+    assert nb.metadata["language_info"]["name"] == "python"
+    for c in code_cells(nb):
+        assert c.outputs == [], f"{name}: a code cell carries outputs: {c.source[:60]!r}"
+        assert c.execution_count is None, f"{name}: execution_count {c.execution_count}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_cell_holds_only_typed_defaults(name):
+    """First code cell: tagged ``parameters``, plain assignments of literals, one comment each,
+    defaults that pass the study's validation; the next cell validates, the last records."""
+    study = BY_NOTEBOOK[name]
+    cells = code_cells(load(name))
+    first = cells[0]
+    assert "parameters" in first.metadata.get("tags", [])
+    tree = ast.parse(first.source)
+    values = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, \
+            f"{name}: only assignments belong in the parameters cell: {ast.unparse(node)}"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    for line in first.source.splitlines():
+        assert "#" in line, f"{name}: parameter without a comment: {line!r}"
+        # papermill's parameter inspection cannot parse a line with a second '='
+        assert line.count("=") == 1, f"{name}: '=' in a comment: {line!r}"
+    validate(study.name, values)  # the defaults are valid
+    assert f'params("{study.name}", globals())' in cells[1].source
+    assert "record(P," in cells[-1].source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_markdown_cells_type_no_numbers(name):
+    """Numbers in readings come from code; a markdown cell types none by hand (names such as
+    CIFAR-100 or md5 are not numbers)."""
+    for c in load(name).cells:
+        if c.cell_type == "markdown":
+            number = re.search(r"(?<![\w-])[-+]?\.?\d", c.source)
+            assert not number, f"{name}: number typed in markdown: {c.source!r}"
+
+
+# --- executing them --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("notebooks")
+
+
+@pytest.fixture(scope="module")
+def execute(workdir, tiny_root):
+    """execute(name, **params) -> (output notebook, results dict); one shared run store."""
+    store = workdir / "runs"
+
+    def run(name: str, **params):
+        tag = f"{Path(name).stem}-{uuid.uuid4().hex[:6]}"
+        results = workdir / f"{tag}.json"
+        base = {"data_root": str(tiny_root), "results_path": str(results)}
+        if BY_NOTEBOOK[name].name != "data":
+            base.update(TINY, runs_root=str(store))
+        out = workdir / f"{tag}.ipynb"
+        papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters={**base, **params},
+                                   kernel_name="python3", progress_bar=False, cwd=str(workdir))
+        nb = nbformat.read(out, as_version=4)
+        return nb, json.loads(results.read_text())
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def executed(execute):
+    """Each notebook executed once with its defaults (on the tiny data), on demand."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = execute(name)
+        return cache[name]
+
+    return get
+
+
+def outputs(nb, output_type=None) -> list:
+    return [o for c in code_cells(nb) for o in c.outputs
+            if output_type is None or o.output_type == output_type]
+
+
+def figures(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for o in outputs(nb))
+
+
+def check_runs(results: dict, grid: list):
+    assert len(results["runs"]) == len(grid)
+    labels = [r["label"] for r in results["runs"]]
+    for r in results["runs"]:
+        assert r["status"] == "done"
+        assert r["epochs_done"] == TINY["epochs"]
+        assert set(r["final"]) == {"train_loss", "train_acc", "val_loss", "val_acc"}
+        assert 0 <= r["final"]["val_acc"] <= 1
+    assert results["best_setting"] in labels
+    best = max(results["runs"], key=lambda r: r["final"]["val_acc"])
+    assert results["runs"][labels.index(results["best_setting"])]["final"]["val_acc"] == \
+        best["final"]["val_acc"]
+
+
+def test_data_notebook(executed):
+    nb, res = executed("00_data.ipynb")
+    assert res["study"] == "data"
+    d = res["data"]
+    assert d["split"]["n_train"] == 800 and d["split"]["n_val"] == 200  # 4/5 of the tiny 1,000
+    assert d["split"]["matches_random_split"] is True
+    assert len(d["split"]["first_train"]) == 10
+    assert set(d["stats"]) == {"train", "report", "augmented"}
+    assert all(len(v["mean"]) == 3 and len(v["std"]) == 3 for v in d["stats"].values())
+    # zero-padded crops darken the mean: the report's defect, shown
+    assert all(a < t for a, t in zip(d["stats"]["augmented"]["mean"], d["stats"]["train"]["mean"]))
+    assert d["official"] is False  # the fixture is not the official release
+    assert d["root"].endswith("cifar-100-python") and set(d["md5"]) == {"train", "test", "meta"}
+    assert sum(d["class_counts"]["per_class"]) == 800
+    assert figures(nb) >= 3  # class proportions, samples, statistics
+
+
+@pytest.mark.parametrize("name", ["01_learning_rate.ipynb", "02_schedule.ipynb",
+                                  "03_weight_decay.ipynb", "04_mixup.ipynb"])
+def test_study_notebook(executed, name):
+    nb, res = executed(name)
+    study = BY_NOTEBOOK[name]
+    assert res["study"] == study.name
+    grid = res["grid"][study.grid_key]
+    check_runs(res, grid)
+    # a curves figure per setting, the overlay, the learning rates (+ the Beta density)
+    assert figures(nb) >= len(grid) + 2 + (study.name == "mixup")
+    assert not outputs(nb, "error")
+    text = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs(nb))
+    assert "single run" in text and results_label_in(res["best_setting"], text)
+
+
+def results_label_in(label: str, text: str) -> bool:
+    return f"`{label}`" in text
+
+
+def test_runs_are_shared_between_studies(executed):
+    """The mixup baseline is the weight-decay study's run; the test notebook's final model is
+    the mixup run: read from the store, not trained again."""
+    runs = {s: {r["label"]: r["hash"] for r in executed(n)[1]["runs"]}
+            for s, n in (("wd", "03_weight_decay.ipynb"), ("mixup", "04_mixup.ipynb"),
+                         ("test", "05_test.ipynb"))}
+    assert runs["mixup"]["mixup_alpha=0"] == runs["wd"]["weight_decay=0.0005"]
+    assert runs["test"]["final"] == runs["mixup"]["mixup_alpha=0.2"]
+
+
+def test_test_notebook(executed):
+    nb, res = executed("05_test.ipynb")
+    t = res["test"]
+    assert t["n"] == 200  # the tiny test set
+    assert 0 <= t["acc"] <= t["top5"] <= 1
+    assert len(t["per_superclass"]) == 20
+    assert sum(r["n"] for r in t["per_superclass"]) == 200
+    assert len(t["confused"]) <= 10
+    for pair in t["confused"]:
+        assert pair["true"] != pair["predicted"] and pair["count"] >= 1
+        assert pair["true_name"].startswith("class")
+    assert res["best_setting"] == "final" and res["runs"][0]["config"]["mixup_alpha"] == 0.2
+    assert figures(nb) >= 2  # training curves, per-superclass accuracy
+
+
+def test_learning_rate_notebook_renders_a_diverged_run(execute):
+    nb, res = execute("01_learning_rate.ipynb", lrs=[1e4, 0.05])
+    status = {r["label"]: r["status"] for r in res["runs"]}
+    assert status == {"lr=10000": "diverged", "lr=0.05": "done"}
+    assert res["best_setting"] == "lr=0.05"
+    assert not outputs(nb, "error")
+    assert figures(nb) >= 4
+    text = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs(nb))
+    assert "`lr=10000` diverged at epoch" in text
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs(nb))
+    assert "diverged at epoch" in html  # the table's status column
+
+
+@pytest.mark.parametrize("name, params, needles", [
+    ("02_schedule.ipynb", {"lr": -1}, ["'lr'", "must be > 0"]),
+    ("01_learning_rate.ipynb", {"schedule": "cosin"}, ["'schedule'", "constant, cosine"]),
+    ("03_weight_decay.ipynb", {"epochs": "ten"}, ["'epochs'", "expected int", "'ten'"]),
+    ("01_learning_rate.ipynb", {"learning_rate": 0.1},
+     ["'learning_rate'", "unknown parameter", "Allowed:"]),
+])
+def test_bad_parameters_fail_in_the_validation_cell(execute, name, params, needles):
+    with pytest.raises(PapermillExecutionError) as info:
+        execute(name, **params)
+    e = info.value
+    assert e.ename == "ConfigError"
+    assert "params(" in e.source  # the validation cell, before any training
+    for needle in needles:
+        assert needle in e.evalue, (needle, e.evalue)
+
+
+# --- the library calls the notebooks make (in-process, fast) --------------------------------
+
+def _history(rows):
+    import pandas as pd
+    from hpstudy.train import HISTORY_COLUMNS
+    return pd.DataFrame([dict(zip(HISTORY_COLUMNS, r)) for r in rows], columns=HISTORY_COLUMNS)
+
+
+def test_plots_draw_diverged_and_empty_histories_without_raising():
+    import math
+
+    from hpstudy import evaluation, plots
+
+    nan, inf = math.nan, math.inf
+    ok = _history([(1, 0.05, 4.6, 0.01, 4.6, 0.01, 1.0), (2, 0.05, 4.2, 0.05, 4.3, 0.04, 1.0)])
+    late = _history([(1, 0.5, 4.6, 0.01, 50.0, 0.01, 1.0), (2, 0.5, inf, 0.0, nan, nan, 1.0)])
+    first = _history([(1, 1e4, nan, 0.01, nan, nan, 0.4)])
+    empty = _history([])
+    assert evaluation.diverged_at(ok) is None
+    assert evaluation.diverged_at(late) == 2
+    assert evaluation.diverged_at(first) == 1
+    assert evaluation.diverged_at(empty) is None
+    for h in (ok, late, first, empty):
+        render(plots.run_curves(h, title="t"))
+    runs = {"ok": ok, "late": late, "first": first, "empty": empty}
+    fig = render(plots.compare_runs(runs))
+    labels = fig.legends[0].get_texts()
+    assert any("diverged at epoch 2" in t.get_text() for t in labels)
+    loss_ax = fig.axes[0]
+    assert loss_ax.get_ylim()[1] <= plots.LOSS_CAP + 1e-9  # a blow-up does not flatten the rest
+    render(plots.learning_rates(runs))
+
+
+def render(fig):
+    """Draw the figure to PNG bytes, as the notebook's display does."""
+    import io
+    fig.savefig(io.BytesIO(), format="png")
+    return fig
+
+
+def test_data_and_test_figures(tiny_root):
+    import pandas as pd
+
+    from hpstudy import data as D, evaluation, plots
+
+    data = D.load_cifar100(tiny_root)
+    render(plots.class_proportions(data.train.fine, data.fine_names,
+                                   evaluation.fine_to_coarse(data), data.coarse_names))
+    render(plots.sample_grid(data.train.x[:5], data.train.fine[:5], data.train.coarse[:5],
+                             data.fine_names, data.coarse_names, ncols=4))
+    render(plots.beta_density([0.0, 0.2, 1.0]))
+    render(plots.normalization_stats({"a": ([0.5] * 3, [0.2] * 3), "b": ([0.4] * 3, [0.3] * 3)}))
+    render(plots.superclass_accuracy(pd.DataFrame(
+        {"superclass": ["x", "y"], "acc": [0.2, float("nan")], "acc_coarse": [0.5, float("nan")]}),
+        overall=0.3))
+
+
+def test_test_scores_agree_with_a_plain_computation(tiny_root):
+    import numpy as np
+    import torch
+
+    from hpstudy import data as D, evaluation
+    from hpstudy.config import Config
+    from hpstudy.model import MobileNet
+    from hpstudy.train import Batches, evaluate
+
+    data = D.load_cifar100(tiny_root)
+    cfg = Config(width=0.25, device="cpu", data_root=str(tiny_root))
+    torch.manual_seed(0)
+    model = MobileNet(100, 0.25)
+    # a few BatchNorm statistics from the data, so predictions are not all one class
+    model.train()
+    mean, std = (torch.tensor(v) for v in D.norm_constants(data, "train"))
+    with torch.no_grad():
+        model(D.to_input(data.train.x[:500], mean, std))
+    s = evaluation.test_scores(model, data, cfg, n_confused=5, batch_size=64)
+    ref = evaluate(model, torch.nn.CrossEntropyLoss(),
+                   Batches(data.test, mean, std, True), torch.device("cpu"), batch_size=200)
+    assert s.n == len(data.test) == 200
+    assert abs(s.acc - ref["acc"]) < 1e-9 and abs(s.top5 - ref["top5"]) < 1e-9
+    assert abs(s.loss - ref["loss"]) < 1e-4
+    assert s.confusion.sum() == 200 and np.trace(s.confusion) == round(s.acc * 200)
+    # per superclass, the slow way
+    y, c = data.test.fine.numpy(), data.test.coarse.numpy()
+    hits = np.diag(s.confusion)
+    for k, row in s.per_superclass.iterrows():
+        classes = np.unique(y[c == k])
+        assert row["n"] == (c == k).sum()
+        assert abs(row["acc"] - hits[classes].sum() / row["n"]) < 1e-9
+    assert len(s.per_superclass) == 20
+    counts = list(s.confused["count"])
+    assert counts == sorted(counts, reverse=True) and len(counts) <= 5
+    for _, r in s.confused.iterrows():
+        assert r["true"] != r["predicted"]
+        assert s.confusion[r["true"], r["predicted"]] == r["count"]
+        assert r["true_name"] == data.fine_names[r["true"]]
+    json.dumps(s.summary())
+    with pytest.raises(ValueError, match="diverge"):
+        evaluation.test_scores(None, data, cfg)
