@@ -8,6 +8,7 @@ wrong type or an impossible value becomes an error naming the key and what is al
 from __future__ import annotations
 
 import json
+import math
 import os
 import types
 import typing
@@ -132,9 +133,22 @@ def record(p: Params, results: dict) -> dict:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(path) + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2, default=_jsonable))
+        tmp.write_text(json.dumps(_finite(results), indent=2, default=_jsonable, allow_nan=False))
         os.replace(tmp, path)
     return results
+
+
+def _finite(o):
+    """NaN/inf (a diverged run's metrics) become null: strict JSON has no NaN."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
+        return _finite(o.item())
+    return o
 
 
 def _jsonable(o):
