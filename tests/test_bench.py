@@ -1,0 +1,62 @@
+"""The throughput benchmark runs end to end and reports sane numbers (no timing assertions)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpstudy import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_args(tmp_path, *extra):
+    return ["--steps", "2", "--segments", "2", "--width", "0.25", "--batch-size", "32",
+            "--device", "cpu", "--data-root", str(tmp_path / "no-data-here"),
+            "--json", str(tmp_path / "bench.json"), *extra]
+
+
+def test_bench_writes_sane_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HPSTUDY_DATA", raising=False)
+    assert bench.main(_tiny_args(tmp_path)) == 0
+    table = capsys.readouterr().out
+    r = json.loads((tmp_path / "bench.json").read_text())
+
+    for key in ("reference_train_img_s", "ours_train_img_s", "speedup", "device",
+                "reference_eval_img_s", "ours_eval_img_s", "reference_peak_mem_mb",
+                "ours_peak_mem_mb", "reference_epoch_s", "ours_epoch_s", "reference_paper_h",
+                "ours_paper_h", "speedup_segments_median", "date", "device_name"):
+        assert key in r, key
+    assert r["device"] == "cpu" and r["data"].startswith("synthetic")
+    assert (r["width"], r["batch_size"], r["steps"], r["segments"]) == (0.25, 32, 2, 2)
+    for k in ("reference", "ours"):
+        for key in ("train_img_s", "eval_img_s", "epoch_s", "paper_h"):
+            v = r[f"{k}_{key}"]
+            assert isinstance(v, float) and math.isfinite(v) and v > 0, (k, key, v)
+        assert len(r[f"{k}_train_img_s_segments"]) == 2
+        assert r[f"{k}_peak_mem_mb"] >= 0
+        # the epoch time follows from the throughputs, the preset's hours from the epoch time
+        assert r[f"{k}_epoch_s"] == pytest.approx(40000 / r[f"{k}_train_img_s"]
+                                                  + 10000 / r[f"{k}_eval_img_s"])
+        assert r[f"{k}_paper_h"] == pytest.approx(r[f"{k}_epoch_s"] * (5 * 300 + 3 * 15) / 3600)
+    assert r["speedup"] == pytest.approx(r["ours_train_img_s"] / r["reference_train_img_s"])
+    assert r["ours_channels_last"] is True and r["ours_precision"] == "fp32"
+    assert "train img/s" in table and "ours/ref" in table and "paper preset" in table
+
+
+def test_bench_script_and_cli_route_to_it(tmp_path):
+    """benchmarks/bench.py and ``python -m hpstudy bench`` reach the same main()."""
+    script = (ROOT / "benchmarks" / "bench.py").read_text()
+    assert "hpstudy.bench" in script and "main(" in script
+    out = subprocess.run([sys.executable, "-m", "hpstudy", "bench", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--segments" in out.stdout and "--json" in out.stdout
+
+
+def test_bench_rejects_bad_options(tmp_path):
+    with pytest.raises(SystemExit):
+        bench.main(["--steps", "0"])
