@@ -14,9 +14,11 @@ segments of
   under ``train.run_settings`` (the per-process settings ``fit`` applies).
 
 Segments alternate (reference, ours, reference, ...) so that drift of a shared machine falls on
-both. The reference's DataLoader workers are persistent and its iterator lives across
-segments, so worker start-up is not counted; between its segments the workers fill their
-prefetch queue (2 batches each), which favours the reference slightly. On the CPU, ours'
+both. The reference's DataLoader workers are persistent, so worker start-up is not counted,
+but each segment is one bounded pass (a sampler of exactly that segment's images): when it
+ends the workers go idle, so they neither prefetch batches for free nor take the cores from
+ours' segment. Filling the first batches is counted, as at the start of every epoch of the
+report's loop. On the CPU, ours'
 first step tunes glibc malloc as ``fit`` does; that is process-wide, so the reference gets it
 too (``--allocator default`` leaves malloc alone for both). Results: benchmarks/RESULTS.md.
 """
@@ -90,9 +92,21 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
 
 
-def forever(loader):
-    while True:
-        yield from loader
+class Bounded(torch.utils.data.Sampler):
+    """Indices of one segment: ``count`` of them, shuffled or in order; set before ``iter``."""
+
+    def __init__(self, n: int, shuffle: bool, generator: torch.Generator):
+        self.n, self.shuffle, self.generator, self.count, self.start = n, shuffle, generator, 0, 0
+
+    def __iter__(self):
+        if self.shuffle:
+            return iter(torch.randperm(self.n, generator=self.generator)[: self.count].tolist())
+        idx = [(self.start + i) % self.n for i in range(self.count)]
+        self.start = (self.start + self.count) % self.n
+        return iter(idx)
+
+    def __len__(self):
+        return self.count
 
 
 # --- measurements ----------------------------------------------------------------------------
@@ -183,23 +197,24 @@ class Reference:
         pin = device.type == "cuda"
         g = torch.Generator().manual_seed(seed)
         kw = dict(batch_size=batch_size, num_workers=2, persistent_workers=True, pin_memory=pin)
+        # shuffle=True is a RandomSampler; Bounded is the same draw, cut to one segment
+        self.train_sampler = Bounded(len(tr), True, g)
+        self.eval_sampler = Bounded(len(va), False, g)
         self.train_loader = torch.utils.data.DataLoader(
-            PILImages(hwc[tr], y[tr], train_tf), shuffle=True, drop_last=True, generator=g, **kw)
+            PILImages(hwc[tr], y[tr], train_tf), sampler=self.train_sampler, drop_last=True, **kw)
         self.eval_loader = torch.utils.data.DataLoader(PILImages(hwc[va], y[va], eval_tf),
-                                                       shuffle=False, **kw)
+                                                       sampler=self.eval_sampler, **kw)
         torch.manual_seed(seed)
         self.model = MobileNet(D.NUM_CLASSES, width).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
         self.criterion = nn.CrossEntropyLoss()
-        self.train_it = forever(self.train_loader)
-        self.eval_it = forever(self.eval_loader)
 
     def train(self, steps: int) -> int:
         model, opt, crit, dev = self.model, self.optimizer, self.criterion, self.device
         model.train()
         running_loss, correct, seen = 0.0, 0, 0
-        for _ in range(steps):
-            x, y = next(self.train_it)
+        self.train_sampler.count = steps * self.train_loader.batch_size
+        for x, y in self.train_loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             out = model(x)
             loss = crit(out, y)
@@ -215,9 +230,9 @@ class Reference:
         model, crit, dev = self.model, self.criterion, self.device
         model.eval()
         seen, loss_sum, correct = 0, 0.0, 0
+        self.eval_sampler.count = images
         with torch.no_grad():
-            while seen < images:
-                x, y = next(self.eval_it)
+            for x, y in self.eval_loader:
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 out = model(x)
                 loss_sum += crit(out, y).item() * len(y)
@@ -381,8 +396,8 @@ def run_bench(a: argparse.Namespace, log=print) -> dict:
         "ours_eval_batch_size": ours.eval_bs,
         "ours_eval_bn_folded": device.type == "cpu",
         "reference_notes": ("PIL Dataset + torchvision transforms, DataLoader(batch_size, "
-                            "shuffle=True, num_workers=2, persistent_workers=True), one iterator "
-                            "kept across segments; NCHW fp32; SGD(momentum=0.9); loss.item() and "
+                            "shuffle=True, num_workers=2, persistent_workers=True), one bounded pass per "
+                            "segment (workers idle between); NCHW fp32; SGD(momentum=0.9); loss.item() and "
                             "accuracy .item() per step; eval: DataLoader + model.eval() + no_grad"),
         "memory_kind": mem.kind,
         "allocator": ("glibc malloc tuned by the library (process-wide: both pipelines)"
