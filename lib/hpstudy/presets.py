@@ -41,9 +41,11 @@ class Preset:
     studies: dict = field(default_factory=dict)   # study -> its own section
 
     def params(self, study: str) -> dict:
-        """The papermill parameters of ``study``: common keys it accepts, then its section."""
+        """The papermill parameters of ``study``: common keys it accepts (but not the field
+        its grid sets, e.g. ``lr`` for the learning-rate study), then its section."""
         accepted = STUDIES[study].keys
-        out = {k: v for k, v in self.common.items() if k in accepted}
+        out = {k: v for k, v in self.common.items()
+               if k in accepted and k != STUDIES[study].grid_field}
         out.update(self.studies.get(study) or {})
         return out
 

@@ -39,7 +39,8 @@ class Study:
         hints = typing.get_type_hints(Config)
         out = {k: hints[k] for k in Config.keys()} if self.name != "data" else {
             "data_root": typing.Optional[str], "split_seed": int, "seed": int}
-        out.update(COMMON)
+        # the data notebook trains nothing, so it takes no run store
+        out.update({k: v for k, v in COMMON.items() if not (self.name == "data" and k == "runs_root")})
         if self.grid_key:
             out[self.grid_key] = list[type(getattr(Config(), self.grid_field))]
         out.update(self.extra)
