@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install hpstudy with everything it needs, tests included.
+# Create .venv (if missing), install hpstudy with everything it needs (tests and JupyterLab
+# included), register its Jupyter kernel. Sourced by main.sh and test.sh, which then find the
+# venv active and HPSTUDY_DATA set (to ../shared/data when it is unset and that folder exists).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -13,3 +15,8 @@ python -m pip install -q -e ".[test,lab]"
 # papermill executes the notebooks on this environment's own kernel
 python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (hpstudy)" >/dev/null
 python -c "import hpstudy, torch, papermill, nbconvert; print('hpstudy', hpstudy.__version__, '| torch', torch.__version__, '| papermill', papermill.__version__, '| nbconvert', nbconvert.__version__)"
+if [ -z "${HPSTUDY_DATA:-}" ] && [ -d ../shared/data/cifar-100-python ]; then
+  HPSTUDY_DATA="$(cd ../shared/data && pwd)"
+  export HPSTUDY_DATA
+fi
+echo "HPSTUDY_DATA=${HPSTUDY_DATA:-<unset: ./data is used; real-data tests are skipped>}"
