@@ -226,7 +226,7 @@ def write_index(out: Path, preset, outcomes: list[dict], total: float) -> Path:
             headline = f"best by validation accuracy: {e(str(res['best_setting']))}"
         if res.get("test"):
             t = res["test"]
-            headline = f"test accuracy {_pct(t.get('acc'))}, top-5 {_pct(t.get('top5'))} on {t.get('n')} images"
+            headline = f"test accuracy {_pct(t.get('acc'))}, top-5 {_pct(t.get('top5'))} on {t.get('n', 0):,} images"
         status = f"<span class='{o['status']}'>{o['status']}</span>"
         parts.append(f"<tr><td class='l'>{link}</td><td class='l'>{e(o['title'])}</td><td>{status}</td>"
                      f"<td>{o['seconds']:.0f} s</td><td class='l'>{headline}</td></tr>")
@@ -262,7 +262,7 @@ def write_index(out: Path, preset, outcomes: list[dict], total: float) -> Path:
     if test:
         ref = REPORT[("test", "final")]["test_acc"]
         line = f"<h2>Test</h2><p>Final model: test accuracy <b>{_pct(test.get('acc'))}</b>, " \
-               f"top-5 {_pct(test.get('top5'))} on {test.get('n')} test images"
+               f"top-5 {_pct(test.get('top5'))} on {test.get('n', 0):,} test images"
         if compare:
             line += f"; the report gives {_pct(ref)} ({_diff(test.get('acc'), ref, True)})"
         parts.append(line + ".</p>")
