@@ -90,3 +90,38 @@ def test_bad_preset_fails_before_anything_runs(tmp_path):
     assert p.returncode == 2
     assert f"{preset}:4:" in p.stderr and "'epochs'" in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_the_report_and_keeps_finished_epochs(tiny_root, tmp_path):
+    import signal
+    import time
+
+    preset = tmp_path / "long.yaml"
+    preset.write_text("common: {width: 0.25, epochs: 60, device: cpu, n_train: null, n_val: null}\n"
+                      "studies:\n  learning_rate: {lrs: [0.05]}\n  data: {n_samples: 8}\n")
+    out, runs = tmp_path / "reports", tmp_path / "runs"
+    cmd = [sys.executable, "-m", "hpstudy", "report", "learning_rate", "data", "--preset",
+           str(preset), "--out", str(out), "--runs", str(runs), "--data-root", str(tiny_root)]
+    # a new session, so that Ctrl-C can go to the whole process group, as a terminal sends it
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        hist = list(runs.glob("*/history.csv"))
+        if hist and len(hist[0].read_text().splitlines()) >= 3:   # header + 2 epochs
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the run never got going: " + proc.communicate()[1][-2000:])
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert "run the same command again to resume" in stderr
+    assert "[2/2]" not in stdout                      # the report stopped: data never ran
+    run_dir = next(runs.glob("*/checkpoint.pt")).parent
+    assert (run_dir / "status").read_text().strip() == "interrupted"
+    kept = len((run_dir / "history.csv").read_text().splitlines()) - 1
+    assert kept >= 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["studies"][0]["status"] == "interrupted"

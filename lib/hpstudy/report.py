@@ -87,6 +87,7 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
     params = {**params, "results_path": str(results_path)}
     t0 = time.perf_counter()
     error = None
+    interrupted = False
     try:
         pm.execute_notebook(str(NOTEBOOKS / s.notebook), str(out_nb), parameters=params,
                             kernel_name=kernel, progress_bar=False, log_output=False,
@@ -94,6 +95,9 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
                             cwd=str(NOTEBOOKS))
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
+        interrupted = e.ename == "KeyboardInterrupt"
+    except KeyboardInterrupt:  # Ctrl-C reached the runner before the kernel
+        error, interrupted = "KeyboardInterrupt: interrupted", True
     except Exception as e:  # kernel died, notebook missing, ...
         error = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
@@ -109,7 +113,7 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
         error = f"the notebook recorded no results ({results_path} missing)"
     return {"study": study, "notebook": s.notebook, "title": s.title,
             "html": out_html.name if out_html.exists() else None,
-            "status": "failed" if error else "ok", "error": error,
+            "status": "interrupted" if interrupted else "failed" if error else "ok", "error": error,
             "seconds": seconds, "results": results}
 
 
@@ -152,6 +156,10 @@ def main(args) -> int:
         line = f"[{i}/{len(studies)}] {nb:<24} {o['status']:<6} {o['seconds']:7.1f}s"
         print(line + (f"  {o['error']}" if o["error"] else ""), flush=True)
         write_index(out, preset, outcomes, time.perf_counter() - t_all)
+        if o["status"] == "interrupted":
+            print(f"interrupted during {nb}: every finished epoch is kept in the run store; "
+                  f"run the same command again to resume", file=sys.stderr, flush=True)
+            return 130
     total = time.perf_counter() - t_all
     write_index(out, preset, outcomes, total)
     failed = [o["study"] for o in outcomes if o["status"] != "ok"]
@@ -193,7 +201,7 @@ padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}
-.ok{color:#0a7a2f;font-weight:600}.failed,.diverged{color:#b00020;font-weight:600}
+.ok{color:#0a7a2f;font-weight:600}.failed,.diverged,.interrupted{color:#b00020;font-weight:600}
 .err{font-family:monospace;white-space:pre-wrap;color:#b00020;text-align:left}
 .note{color:#555;font-size:.9rem}tr.best td{background:#f3faf5}
 """
