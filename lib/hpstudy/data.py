@@ -260,18 +260,23 @@ def stratified_subset(indices: torch.Tensor, labels: torch.Tensor, n: int | None
 
 # --- statistics ------------------------------------------------------------------------------
 
-def channel_stats(x: torch.Tensor, chunk: int = 10000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images scaled to [0, 1] (float64 accumulation)."""
+def _moments(batches) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over uint8 batches scaled to [0, 1] (float64 accumulation)."""
     s = torch.zeros(3, dtype=torch.float64)
     s2 = torch.zeros(3, dtype=torch.float64)
-    for i in range(0, len(x), chunk):
-        b = x[i:i + chunk].to(torch.float64) / 255
+    count = 0
+    for x in batches:
+        b = x.to(torch.float64) / 255
         s += b.sum(dim=(0, 2, 3))
         s2 += (b * b).sum(dim=(0, 2, 3))
-    count = len(x) * x.shape[2] * x.shape[3]
+        count += b.shape[0] * b.shape[2] * b.shape[3]
     mean = s / count
-    std = (s2 / count - mean ** 2).sqrt()
-    return mean.tolist(), std.tolist()
+    return mean.tolist(), (s2 / count - mean ** 2).sqrt().tolist()
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 10000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images scaled to [0, 1]."""
+    return _moments(x[i:i + chunk] for i in range(0, len(x), chunk))
 
 
 _STATS: dict = {}
@@ -298,17 +303,8 @@ def augmented_stats(x: torch.Tensor, seed: int = 0, repeats: int = 1,
     and raises the std: this reproduces the report's printed numbers.
     """
     g = torch.Generator().manual_seed(seed)
-    s = torch.zeros(3, dtype=torch.float64)
-    s2 = torch.zeros(3, dtype=torch.float64)
-    count = 0
-    for _ in range(repeats):
-        for i in range(0, len(x), batch):
-            b = augment(x[i:i + batch], g, crop=True, flip=True).to(torch.float64) / 255
-            s += b.sum(dim=(0, 2, 3))
-            s2 += (b * b).sum(dim=(0, 2, 3))
-            count += b.shape[0] * 32 * 32
-    mean = s / count
-    return mean.tolist(), (s2 / count - mean ** 2).sqrt().tolist()
+    return _moments(augment(x[i:i + batch], g, crop=True, flip=True)
+                    for _ in range(repeats) for i in range(0, len(x), batch))
 
 
 def norm_constants(data: CIFAR100, mode: str, split_seed: int = 0):

@@ -257,17 +257,11 @@ class RunDir:
         atomic_write(self.path("config.json"), json.dumps(meta, indent=2).encode())
 
     def save_epoch(self, state: dict) -> None:
+        """The new checkpoint replaces the old, which is kept as ``checkpoint.prev.pt``."""
         ck = self.path("checkpoint.pt")
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        tmp = ck.with_name(f".{ck.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
         if ck.exists():
             os.replace(ck, self.path("checkpoint.prev.pt"))
-        os.replace(tmp, ck)
+        atomic_torch_save(ck, state)
         atomic_write(self.path("history.csv"), history_csv(state["history"]))
 
     def last_good_state(self) -> dict | None:
