@@ -68,22 +68,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _busy(d) -> bool:
-    """Whether a process holds the run folder's lock (it is training or resuming it)."""
-    import fcntl
-
-    lock = d / "lock"
-    if not lock.exists():
-        return False
-    with open(lock, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
 def cmd_runs(args) -> int:
     from . import runs
 
@@ -94,7 +78,7 @@ def cmd_runs(args) -> int:
             if "/" in h or h in (".", "..") or not (d / "config.json").exists():
                 print(f"no run {h!r} under {root}", file=sys.stderr)
                 return 1
-            if _busy(d):
+            if runs.run_busy(d):
                 print(f"run {h} is in use by another process; not removed", file=sys.stderr)
                 return 1
             shutil.rmtree(d)

@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 
 from . import data as D
-from .config import Config, ConfigError
+from .config import Config
 from .model import MobileNet
 from .train import (HISTORY_COLUMNS, fit, resolve_compile, resolve_device,
-                    resolve_precision)
+                    resolve_precision, subset_indices)
 
 HASH_VERSION = 1
 FINAL = ("done", "diverged")
@@ -182,6 +182,20 @@ def run_lock(d: Path, log=print):
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_busy(d: Path) -> bool:
+    """Whether a process holds the run folder's lock (it is training or resuming it)."""
+    lock = d / "lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -343,28 +357,11 @@ class RunDir:
         return run
 
 
-def check_subsets(cfg: Config, data: D.CIFAR100) -> None:
-    """``n_train``/``n_val`` must be drawable from this data set's split, before anything runs."""
-    n = len(data.train)
-    tr, va = D.split_indices(n, D.default_n_val(n), cfg.split_seed)
-    for key, idx, seed in (("n_train", tr, cfg.subset_seed), ("n_val", va, cfg.subset_seed + 1)):
-        v = getattr(cfg, key)
-        if v is None:
-            continue
-        if v > len(idx):
-            raise ConfigError(f"parameter {key!r}: the split of {data.root} holds {len(idx):,} "
-                              f"images (got {v:,}); use None for all of them")
-        try:
-            D.stratified_subset(idx, data.train.fine, v, seed)
-        except ValueError as e:
-            raise ConfigError(f"parameter {key!r}: {e}") from None
-
-
 def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=print) -> Run:
     """The run for ``config``: from the store if finished, resumed if partial, else trained."""
     cfg = config if isinstance(config, Config) else Config.from_dict(config)
     data = D.load_cifar100(cfg.data_root)
-    check_subsets(cfg, data)
+    subset_indices(cfg, data)   # a subset size the data cannot give fails before anything runs
     resolved = resolved_config(cfg)
     d = store_root(root) / run_hash(resolved, data.identity)
     rd = RunDir(d, log)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import data as D
-from .config import Config
+from .config import Config, ConfigError
 from .model import MobileNet
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
@@ -149,12 +149,28 @@ class Batches:
         return D.to_input(x_uint8, self.mean, self.std, self.channels_last)
 
 
+def subset_indices(cfg: Config, data: D.CIFAR100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the run's training and validation images: the report's split, then the
+    stratified subsets ``n_train``/``n_val``. A size the split cannot give is a ConfigError
+    naming the key (the run store calls this before a run starts)."""
+    n = len(data.train)
+    split = D.split_indices(n, D.default_n_val(n), cfg.split_seed)
+    out = []
+    for key, idx, seed in zip(("n_train", "n_val"), split, (cfg.subset_seed, cfg.subset_seed + 1)):
+        v = getattr(cfg, key)
+        if v is not None and v > len(idx):
+            raise ConfigError(f"parameter {key!r}: the split of {data.root} holds {len(idx):,} "
+                              f"images (got {v:,}); use None for all of them")
+        try:
+            out.append(D.stratified_subset(idx, data.train.fine, v, seed))
+        except ValueError as e:
+            raise ConfigError(f"parameter {key!r}: {e}") from None
+    return out[0], out[1]
+
+
 def prepare_data(cfg: Config, data: D.CIFAR100, device: torch.device) -> tuple[Batches, Batches]:
     """The (subset of the) 40k/10k split, on ``device``, with its normalization."""
-    n = len(data.train)
-    tr, va = D.split_indices(n, D.default_n_val(n), cfg.split_seed)
-    tr = D.stratified_subset(tr, data.train.fine, cfg.n_train, cfg.subset_seed)
-    va = D.stratified_subset(va, data.train.fine, cfg.n_val, cfg.subset_seed + 1)
+    tr, va = subset_indices(cfg, data)
     mean, std = D.norm_constants(data, cfg.normalize, cfg.split_seed)
     mean_t = torch.tensor(mean, device=device)
     std_t = torch.tensor(std, device=device)
