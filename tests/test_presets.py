@@ -1,31 +1,40 @@
 """Presets load whole and fail early, with file and line, on anything malformed."""
 import pytest
 
-from hpstudy.presets import PARAMS_DIR, PresetError, load_preset
+from hpstudy import published
+from hpstudy.paths import params_dir
+from hpstudy.presets import PresetError, load_preset, study_params
 from hpstudy.studies import STUDIES, validate
+
+
+def configs(preset, study):
+    return validate(study, study_params(study, preset)).run_configs().values()
 
 
 @pytest.mark.parametrize("name", ["smoke", "quick", "paper"])
 def test_shipped_presets_validate(name):
     p = load_preset(name)
-    assert set(p.studies) == set(STUDIES)
     for study in STUDIES:
-        validate(study, p.params(study))
+        validate(study, study_params(study, p))
+    assert "exactly" not in p.description   # no preset claims more fidelity than it has
 
 
-def test_paper_preset_is_the_reports_protocol():
+def test_paper_preset_follows_the_reports_protocol():
     p = load_preset("paper")
-    lr = validate("learning_rate", p.params("learning_rate"))
-    assert [c.lr for c in lr.configs().values()] == [0.5, 0.05, 0.01]
-    assert all(c.epochs == 15 and c.width == 1.0 and c.n_train is None and c.batch_size == 128
-               for c in lr.configs().values())
+    lr = configs(p, "learning_rate")
+    assert sorted({c.lr for c in lr}) == [0.01, 0.05, 0.5]
+    assert sorted({c.seed for c in lr}) == [0, 1, 2]
+    assert all(published.follows_protocol("learning_rate", c) for c in lr)
     for study in ("schedule", "weight_decay", "mixup", "test"):
-        cfgs = validate(study, p.params(study)).configs().values()
-        assert all(c.epochs == 300 and c.normalize == "report" for c in cfgs)
-    wd = validate("weight_decay", p.params("weight_decay")).configs()
-    assert sorted(c.weight_decay for c in wd.values()) == [1e-4, 5e-4]
-    final = validate("test", p.params("test")).base
+        cfgs = configs(p, study)
+        assert all(c.epochs == 300 and c.normalize == "published" for c in cfgs)
+        assert all(published.follows_protocol(study, c) for c in cfgs)
+    assert sorted({c.weight_decay for c in configs(p, "weight_decay")}) == [1e-4, 5e-4]
+    assert sorted({c.mixup_alpha for c in configs(p, "mixup")}) == [0.0, 0.2, 1.0]
+    final = validate("test", study_params("test", p)).base
     assert (final.schedule, final.weight_decay, final.mixup_alpha) == ("cosine", 5e-4, 0.2)
+    # numerics are stated, not left to the machine
+    assert p.common["precision"] == "fp32" and "compile" in p.common
     assert p.compare_with_report
 
 
@@ -81,4 +90,17 @@ def test_unsafe_yaml_is_refused(tmp_path):
 def test_unknown_preset_lists_known():
     with pytest.raises(PresetError, match=r"unknown preset 'quik'.*quick"):
         load_preset("quik")
-    assert (PARAMS_DIR / "quick.yaml").exists()
+    assert (params_dir() / "quick.yaml").exists()
+
+
+def test_common_key_that_a_study_varies_names_the_line(tmp_path):
+    path = write(tmp_path, "common:\n  width: 0.5\n  lr: 0.1\n")
+    with pytest.raises(PresetError, match=rf"{path}:3: common key 'lr' is what study "
+                                          r"'learning_rate' varies"):
+        load_preset(str(path))
+
+
+def test_section_setting_the_grid_field_names_the_grid_key(tmp_path):
+    path = write(tmp_path, "studies:\n  learning_rate:\n    lr: 0.1\n")
+    with pytest.raises(PresetError, match=rf"{path}:3: .*set its grid 'lrs'"):
+        load_preset(str(path))

@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
 import yaml
 
 from .config import ConfigError
+from .dispatch import DEFAULT_EXECUTOR, EXECUTORS
+from .presets import PresetError
+from .studies import STUDIES
 
 
 def _parse_assignments(items: list[str]) -> dict:
@@ -96,9 +100,56 @@ def cmd_runs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from . import runner
 
-    return report.main(args)
+    return runner.main(args)
+
+
+def _plan(args):
+    from .plan import plan, study_parameters
+    from .presets import load_preset
+    from .runner import parse_overrides
+
+    preset = load_preset(args.preset)
+    extra = {"runs_root": str(Path(args.runs).resolve())} if args.runs else {}
+    params = study_parameters(preset, list(args.studies or STUDIES), parse_overrides(args.param),
+                              extra)
+    return preset, plan(params, args.runs)
+
+
+def cmd_plan(args) -> int:
+    from .plan import format_plan, measured_rate
+    from .studies import write_json
+
+    _, planned = _plan(args)
+    print(format_plan(planned, measured_rate(planned)))
+    if args.json:
+        write_json(args.json, [r.row() for r in planned])
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    """A table of the plan read from the store (runs started elsewhere too); --watch repeats."""
+    import time
+
+    from .plan import format_plan, measured_rate
+
+    while True:
+        _, planned = _plan(args)
+        print(format_plan(planned, measured_rate(planned)), flush=True)
+        if not args.watch or all(r.finished for r in planned):
+            return 0
+        time.sleep(args.watch)
+        print()
+
+
+def cmd_export(args) -> int:
+    from . import export
+
+    n = export.tensorboard(args.dir, root=args.runs)
+    print(f"wrote {n} runs to {args.dir} (tensorboard --logdir {args.dir})")
+    return 0
 
 
 def cmd_bench(args, rest) -> int:
@@ -121,7 +172,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="papermill-style override given to every study (checked by the notebooks)")
     r.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
     r.add_argument("--data-root", default=None, help="CIFAR-100 folder (default $HPSTUDY_DATA or ./data)")
+    r.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
+                   help=f"who trains the plan's runs (default {DEFAULT_EXECUTOR}): inline = each "
+                        "notebook in its kernel; local = a process pool here; ray; slurm (submitit)")
+    r.add_argument("--jobs", type=int, default=None, help="local: parallel runs (default: one per core)")
+    r.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray on loopback)")
+    r.add_argument("--runs-per-gpu", type=int, default=1, help="ray: runs packed on one GPU")
+    r.add_argument("--partition", default=None, help="slurm: partition")
+    r.add_argument("--time", type=int, default=None, help="slurm: minutes per job (requeued jobs resume)")
+    r.add_argument("--gpus-per-node", type=int, default=None, help="slurm: GPUs per job")
+    r.add_argument("--cpus-per-task", type=int, default=None, help="slurm: CPUs per job")
+    r.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # tests: submitit's local/debug
+    r.add_argument("--no-train", action="store_true",
+                   help="render from the store only; a missing run is an error naming its config")
     r.set_defaults(func=cmd_report)
+
+    for name, helptext, func in (("plan", "every run a preset will ask for, with its state", cmd_plan),
+                                 ("status", "the plan's state in the store (a run started elsewhere too)", cmd_status)):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("studies", nargs="*", help="studies (default: all)")
+        q.add_argument("--preset", default="quick", help="preset name or YAML path")
+        q.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+        q.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
+        if name == "plan":
+            q.add_argument("--json", default=None, help="write the plan as JSON")
+        else:
+            q.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat until done")
+        q.set_defaults(func=func)
+
+    x = sub.add_parser("export", help="export stored runs (tensorboard)")
+    x.add_argument("format", choices=["tensorboard"])
+    x.add_argument("dir", help="output folder")
+    x.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
+    x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train (or resume, or fetch from the store) one run")
     t.add_argument("set", nargs="*", metavar="KEY=VALUE", help="config values, e.g. lr=0.05 epochs=2")
@@ -144,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as e:
+    except (ConfigError, PresetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""CIFAR-100 in memory: loading with validation, the report's split, statistics, augmentation.
+"""CIFAR-100 in memory: loading with validation, the report's split, statistics, augmentation,
+and the images a run trains and validates on (``prepare_data``).
 
 Every split is one uint8 tensor (N, 3, 32, 32) plus label tensors, so training never touches
 PIL or runs Python per sample: augmentation and mixup work on whole batches on the device.
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import Config, ConfigError
+
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 ARCHIVE_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 OFFICIAL_MD5 = {
@@ -27,9 +30,9 @@ OFFICIAL_MD5 = {
 FOLDER = "cifar-100-python"
 NUM_CLASSES, NUM_COARSE = 100, 20
 # The statistics the report printed (they come from augmented, zero-padded crops; see
-# ``augmented_stats``).
-REPORT_MEAN = (0.4385, 0.4181, 0.3775)
-REPORT_STD = (0.3004, 0.2872, 0.2937)
+# ``augmented_stats``): ``normalize="published"``.
+PUBLISHED_MEAN = (0.4385, 0.4181, 0.3775)
+PUBLISHED_STD = (0.3004, 0.2872, 0.2937)
 
 
 class DataError(RuntimeError):
@@ -308,8 +311,8 @@ def augmented_stats(x: torch.Tensor, seed: int = 0, repeats: int = 1,
 
 
 def norm_constants(data: CIFAR100, mode: str, split_seed: int = 0):
-    if mode == "report":
-        return list(REPORT_MEAN), list(REPORT_STD)
+    if mode == "published":
+        return list(PUBLISHED_MEAN), list(PUBLISHED_STD)
     if mode == "none":
         return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     return train_stats(data, split_seed)
@@ -376,3 +379,47 @@ def beta_pdf(alpha: float, points: int = 400):
     t = np.linspace(0.0, 1.0, points + 2)[1:-1]
     logb = 2 * math.lgamma(alpha) - math.lgamma(2 * alpha)
     return t, np.exp((alpha - 1) * (np.log(t) + np.log1p(-t)) - logb)
+
+
+# --- a run's data ----------------------------------------------------------------------------
+
+@dataclass
+class Batches:
+    """A split on the device plus how to turn its uint8 images into model input."""
+    split: Split
+    mean: torch.Tensor
+    std: torch.Tensor
+    channels_last: bool
+
+    def input(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        return to_input(x_uint8, self.mean, self.std, self.channels_last)
+
+
+def subset_indices(cfg: Config, data: CIFAR100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the run's training and validation images: the report's split, then the
+    stratified subsets ``n_train``/``n_val``. A size the split cannot give is a ConfigError
+    naming the key (the run store calls this before a run starts)."""
+    n = len(data.train)
+    split = split_indices(n, default_n_val(n), cfg.split_seed)
+    out = []
+    for key, idx, seed in zip(("n_train", "n_val"), split, (cfg.subset_seed, cfg.subset_seed + 1)):
+        v = getattr(cfg, key)
+        if v is not None and v > len(idx):
+            raise ConfigError(f"parameter {key!r}: the split of {data.root} holds {len(idx):,} "
+                              f"images (got {v:,}); use None for all of them")
+        try:
+            out.append(stratified_subset(idx, data.train.fine, v, seed))
+        except ValueError as e:
+            raise ConfigError(f"parameter {key!r}: {e}") from None
+    return out[0], out[1]
+
+
+def prepare_data(cfg: Config, data: CIFAR100, device: torch.device) -> tuple[Batches, Batches]:
+    """The run's training and validation images (the subsets of the 40k/10k split), on
+    ``device``, with its normalization."""
+    tr, va = subset_indices(cfg, data)
+    mean, std = norm_constants(data, cfg.normalize, cfg.split_seed)
+    mean_t = torch.tensor(mean, device=device)
+    std_t = torch.tensor(std, device=device)
+    mk = lambda idx: Batches(data.train.subset(idx).to(device), mean_t, std_t, cfg.channels_last)  # noqa: E731
+    return mk(tr), mk(va)

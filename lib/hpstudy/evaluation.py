@@ -1,4 +1,4 @@
-"""Evaluating runs: the comparison table of a study, its best setting, and test-set scoring.
+"""Test-set scoring, and where a run diverged.
 
 ``test_scores`` scores a trained model on the 10,000 test images with the normalization the
 run used, in batches on the run's device (no per-image Python loop): accuracy, top-5,
@@ -46,125 +46,6 @@ def diverged_at(run) -> int | None:
     if status == "diverged":
         return int(h["epoch"].iloc[-1])
     return None
-
-
-def best_setting(runs: dict) -> str | None:
-    """Label of the finished run with the highest final-epoch validation accuracy (the number
-    the report compares); diverged or unfinished runs never win. None if no run qualifies."""
-    best, best_acc = None, -1.0
-    for label, r in runs.items():
-        acc = r.final.get("val_acc") if len(r.history) else None
-        if r.status == "done" and _finite(acc) and float(acc) > best_acc:
-            best, best_acc = label, float(acc)
-    return best
-
-
-def runs_table(runs: dict, study: str | None = None) -> pd.DataFrame:
-    """One row per setting: status, epochs, final-epoch metrics, best epoch (by validation
-    accuracy) and its accuracy, training time. Accuracies in percent, rounded for reading.
-
-    ``study``: a study name; the report's final-epoch validation accuracy for the same
-    setting (``hpstudy.reference.REPORT``) is added as ``report val acc %`` where it has one.
-    """
-    from .reference import REPORT
-
-    def pct(v):
-        return round(100 * float(v), 2) if _finite(v) else float("nan")
-
-    def num(v):
-        return round(float(v), 4) if _finite(v) else float("nan")
-
-    rows = []
-    for label, r in runs.items():
-        f, b = r.final, r.best
-        row = {
-            "setting": label, "status": r.status,
-            "epochs": f"{len(r.history)}/{r.config.epochs}",
-            "train loss": num(f.get("train_loss")), "train acc %": pct(f.get("train_acc")),
-            "val loss": num(f.get("val_loss")), "val acc %": pct(f.get("val_acc")),
-            "best epoch": int(b["epoch"]) if b else None,
-            "best val acc %": pct(b.get("val_acc")) if b else float("nan"),
-            "minutes": round(float(r.history["seconds"].sum()) / 60, 2) if len(r.history) else 0.0,
-        }
-        if r.status == "diverged":
-            row["status"] = f"diverged at epoch {diverged_at(r)}"
-        if study is not None:
-            row["report val acc %"] = pct(REPORT.get((study, label), {}).get("val_acc"))
-        rows.append(row)
-    df = pd.DataFrame(rows).set_index("setting")
-    df["best epoch"] = df["best epoch"].astype("Int64")  # an integer, or <NA> for no finite epoch
-    return df
-
-
-def shared_settings(configs: dict) -> str:
-    """The settings all ``configs`` (label -> Config) share, where they differ from the
-    defaults (``lr`` and ``epochs`` always, unless they vary), as ``key=value, ...``."""
-    dicts = [c.to_dict() for c in configs.values()]
-    if not dicts:
-        return ""
-    default = Config().to_dict()
-    out = []
-    for k, v in dicts[0].items():
-        if any(d[k] != v for d in dicts[1:]):
-            continue
-        if v != default[k] or k in ("lr", "epochs"):
-            out.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
-    return ", ".join(out)
-
-
-def scale_note(cfg: Config) -> str:
-    """One sentence saying how far ``cfg`` is from the report's full-size protocol ('' if it
-    is the full size)."""
-    parts = []
-    if cfg.width != 1.0:
-        parts.append(f"width {cfg.width:g} (the report: 1)")
-    if cfg.n_train is not None:
-        parts.append(f"{cfg.n_train:,} training images (the report: the whole split)")
-    if cfg.n_val is not None:
-        parts.append(f"{cfg.n_val:,} validation images")
-    if not parts:
-        return ""
-    return ("These runs are a scaled-down version of the report's protocol (" + ", ".join(parts)
-            + f", {cfg.epochs} epochs): they exercise the method, and their numbers are not "
-            "comparable with the report's.")
-
-
-def reading(runs: dict) -> str:
-    """The common part of a study's reading, as Markdown built from the runs: the best setting
-    by final-epoch validation accuracy, the gaps to the others, diverged runs, the scale of
-    the runs and the single-run caveat."""
-    parts = []
-    best = best_setting(runs)
-    if best is None:
-        parts.append("No setting finished without diverging, so there is no best setting.")
-    else:
-        rb = runs[best]
-        acc = float(rb.final["val_acc"])
-        parts.append(f"By final-epoch validation accuracy (the number the report compares) the "
-                     f"best setting is **`{best}`**: {100 * acc:.2f}% after "
-                     f"{len(rb.history)} epochs (best epoch {int(rb.best['epoch'])}: "
-                     f"{100 * float(rb.best['val_acc']):.2f}%).")
-        others = [(k, r) for k, r in runs.items()
-                  if k != best and r.status == "done" and _finite(r.final.get("val_acc"))]
-        if others:
-            parts.append("The others: " + "; ".join(
-                f"`{k}` {100 * float(r.final['val_acc']):.2f}% "
-                f"({100 * (float(r.final['val_acc']) - acc):+.2f} points)" for k, r in others) + ".")
-    for k, r in runs.items():
-        if r.status == "diverged":
-            parts.append(f"`{k}` diverged at epoch {diverged_at(r)}: its loss stopped being "
-                         f"finite, training stopped there, and the figures mark it with an x.")
-        elif r.status != "done":
-            parts.append(f"`{k}` is not finished (status {r.status!r}).")
-    cfg = next(iter(runs.values())).config if runs else None
-    if cfg is not None:
-        note = scale_note(cfg)
-        if note:
-            parts.append(note)
-        parts.append(f"Each setting is a single run (seed {cfg.seed}): the spread between seeds "
-                     f"is not measured, so a difference of a point or two is not evidence. "
-                     f"Rerun with other `seed` values to see it.")
-    return " ".join(parts)
 
 
 # --- the test set ----------------------------------------------------------------------------
@@ -247,9 +128,20 @@ def test_scores(model: nn.Module, data: D.CIFAR100, cfg: Config, *, n_confused: 
     })
     per.loc[per["n"] == 0, ["acc", "acc_coarse"]] = float("nan")
 
+    confused = confused_pairs(conf, data, n_confused)
+    return TestScores(acc=float(correct.double().mean()), top5=float(top5.double().mean()),
+                      loss=loss, n=int(len(y)), per_superclass=per, confused=confused,
+                      confusion=conf)
+
+
+def confused_pairs(conf: np.ndarray, data: D.CIFAR100, n: int) -> pd.DataFrame:
+    """The ``n`` most confused (true, predicted) pairs of a confusion matrix (rows true), with
+    counts, the share of the true class, names and whether both lie in one superclass."""
+    k = conf.shape[0]
+    f2c = fine_to_coarse(data)
     off = conf.copy()
     np.fill_diagonal(off, 0)
-    flat = np.argsort(-off, axis=None, kind="stable")[:n_confused]
+    flat = np.argsort(-off, axis=None, kind="stable")[:n]
     per_true = conf.sum(1)
     rows = []
     for f in flat:
@@ -260,8 +152,5 @@ def test_scores(model: nn.Module, data: D.CIFAR100, cfg: Config, *, n_confused: 
                      "share_of_true": float(off[t, p] / max(per_true[t], 1)),
                      "true_name": data.fine_names[t], "predicted_name": data.fine_names[p],
                      "same_superclass": bool(f2c[t] == f2c[p])})
-    confused = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true",
-                                           "true_name", "predicted_name", "same_superclass"])
-    return TestScores(acc=float(correct.double().mean()), top5=float(top5.double().mean()),
-                      loss=loss, n=int(len(y)), per_superclass=per, confused=confused,
-                      confusion=conf)
+    return pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true",
+                                       "true_name", "predicted_name", "same_superclass"])

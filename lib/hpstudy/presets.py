@@ -9,9 +9,13 @@ Layout::
     compare_with_report: false   # true: the index puts the report's numbers beside ours
     common:                      # given to every study that accepts the key
       width: 0.25
+      seeds: [0, 1]
     studies:
       learning_rate:
-        lrs: [0.5, 0.05, 0.01]
+        epochs: 15               # a study's section overrides common and the notebook's cell
+
+A preset owns the protocol (scale, epochs, seeds, numerics); what a study varies and holds
+fixed is its notebook's parameters cell, which a section may override.
 """
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError
-from .studies import STUDIES, validate
+from .paths import params_dir
+from .studies import STUDIES, STUDY_ALIASES, check_key, notebook_defaults, study, validate
 
-PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 TOP_KEYS = {"description": str, "compare_with_report": bool, "common": dict, "studies": dict}
 
 
@@ -40,14 +44,35 @@ class Preset:
     common: dict = field(default_factory=dict)
     studies: dict = field(default_factory=dict)   # study -> its own section
 
-    def params(self, study: str) -> dict:
-        """The papermill parameters of ``study``: common keys it accepts (but not the field
-        its grid sets, e.g. ``lr`` for the learning-rate study), then its section."""
-        accepted = STUDIES[study].keys
-        out = {k: v for k, v in self.common.items()
-               if k in accepted and k != STUDIES[study].grid_field}
-        out.update(self.studies.get(study) or {})
-        return out
+    @property
+    def ref(self) -> str:
+        """How a notebook finds this preset again: the name of a shipped one, else its path."""
+        shipped = params_dir() / f"{self.name}.yaml"
+        return self.name if shipped.exists() and shipped.resolve() == self.path.resolve() \
+            else str(self.path.resolve())
+
+
+def study_params(name: str, preset: "Preset | str | None" = None,
+                 overrides: dict | None = None) -> dict:
+    """The parameters of study ``name``: the one function the runner, the planner and the
+    notebooks use, so that they cannot drift.
+
+    In order, each overriding the one before: the notebook's parameters cell, the preset's
+    ``common`` keys that the study takes, the preset's section for the study, ``overrides``
+    (``-p``). An override the study does not take is an error naming it; one that sets what the
+    study varies (``lr`` for the learning-rate study) names the grid key to use instead.
+    """
+    s = study(name)
+    values = notebook_defaults(name)
+    if preset is not None:
+        p = preset if isinstance(preset, Preset) else load_preset(preset)
+        values.update({k: v for k, v in p.common.items() if k in s.keys})
+        values.update(p.studies.get(name) or {})
+        values["preset"] = p.ref
+    for key in overrides or {}:
+        check_key(name, key)
+    values.update(overrides or {})
+    return values
 
 
 def find_preset(name_or_path: str) -> Path:
@@ -56,10 +81,10 @@ def find_preset(name_or_path: str) -> Path:
         if not p.exists():
             raise PresetError(f"{p}: preset file not found")
         return p
-    p = PARAMS_DIR / f"{name_or_path}.yaml"
+    p = params_dir() / f"{name_or_path}.yaml"
     if not p.exists():
-        known = sorted(q.stem for q in PARAMS_DIR.glob("*.yaml"))
-        raise PresetError(f"unknown preset {name_or_path!r}; presets in {PARAMS_DIR}: "
+        known = sorted(q.stem for q in params_dir().glob("*.yaml"))
+        raise PresetError(f"unknown preset {name_or_path!r}; presets in {params_dir()}: "
                           f"{', '.join(known)} (or give a path to a YAML file)")
     return p
 
@@ -104,35 +129,38 @@ def load_preset(name_or_path: str) -> Preset:
                     values.get("studies") or {})
     study_nodes = _key_nodes(top["studies"][1]) if "studies" in top else {}
     common_nodes = _key_nodes(top["common"][1]) if "common" in top else {}
-    for study, section in preset.studies.items():
-        line = _line(study_nodes[str(study)][0]) if str(study) in study_nodes else 1
-        if study not in STUDIES:
-            raise PresetError(f"{path}:{line}: unknown study {study!r}; studies: "
+    for name, section in preset.studies.items():
+        line = _line(study_nodes[str(name)][0]) if str(name) in study_nodes else 1
+        if name not in STUDIES:
+            raise PresetError(f"{path}:{line}: unknown study {name!r}; studies: "
                               f"{', '.join(STUDIES)}")
         if section is not None and not isinstance(section, dict):
-            raise PresetError(f"{path}:{line}: the section of study {study!r} must be a "
+            raise PresetError(f"{path}:{line}: the section of study {name!r} must be a "
                               f"mapping of parameters, got {type(section).__name__}")
     for key in preset.common:
+        line = _line(common_nodes[str(key)][0]) if str(key) in common_nodes else 1
+        for st in STUDIES.values():
+            if st.grid_field == key:
+                raise PresetError(f"{path}:{line}: common key {key!r} is what study {st.name!r} "
+                                  f"varies; set it in the sections of the studies that fix it "
+                                  f"(or the grid {st.grid_key!r})")
+        if key in STUDY_ALIASES:
+            raise PresetError(f"{path}:{line}: common key {key!r}: the studies take "
+                              f"{STUDY_ALIASES[key]!r} (a list)")
         if not any(key in s.keys for s in STUDIES.values()):
-            line = _line(common_nodes[str(key)][0]) if str(key) in common_nodes else 1
             raise PresetError(f"{path}:{line}: common key {key!r} is a parameter of no study")
-    for study in preset.studies:
+    for name in STUDIES:
+        if name not in preset.studies and not any(k in STUDIES[name].keys for k in preset.common):
+            continue
         try:
-            validate(study, preset.params(study))
+            validate(name, study_params(name, preset))
         except ConfigError as e:
-            key = _culprit(str(e), preset.params(study))
-            if key is None and STUDIES[study].grid_field and f"{STUDIES[study].grid_field!r}" in str(e):
-                key = STUDIES[study].grid_key
-            node = _key_nodes(study_nodes[str(study)][1]).get(key) if str(study) in study_nodes else None
-            node = node or common_nodes.get(key)
-            line = _line(node[0]) if node else _line(study_nodes[str(study)][0])
-            raise PresetError(f"{path}:{line}: study {study!r}: {e}") from None
+            section = _key_nodes(study_nodes[name][1]) if name in study_nodes else {}
+            st = STUDIES[name]
+            node = section.get(e.key) or common_nodes.get(e.key) or (
+                section.get(st.grid_field) if e.key == st.grid_key else None)
+            line = _line(node[0]) if node else (_line(study_nodes[name][0])
+                                                if name in study_nodes else 1)
+            msg = str(e) if str(e).startswith("study ") else f"study {name!r}: {e}"
+            raise PresetError(f"{path}:{line}: {msg}") from None
     return preset
-
-
-def _culprit(message: str, params: dict) -> str | None:
-    """The parameter a validation message names (they all quote it first)."""
-    for key in sorted(params, key=len, reverse=True):
-        if f"{key!r}" in message:
-            return key
-    return None

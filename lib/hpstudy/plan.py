@@ -1,0 +1,159 @@
+"""The plan: every run a preset's notebooks will ask for, computed from the preset alone.
+
+It uses the same ``study_params`` as the notebooks, so the notebooks never ask for a run the
+plan does not list (a test renders a preset after training its plan and checks that no
+notebook trained anything). One row per distinct run hash: runs shared between studies (the
+schedule study's constant run is the learning-rate study's lr=0.05 run) are trained once.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config, ConfigError
+from .presets import Preset, study_params
+from .runs import locate, stored_status
+from .studies import STUDIES, Params, STUDY_ALIASES, check_key, study, validate
+
+FULL_TRAIN = 40_000   # images in the training split when n_train is None
+
+
+def route_overrides(studies: list[str], overrides: dict) -> dict[str, dict]:
+    """Which ``-p`` override goes to which study. A key goes to every selected study that takes
+    it; one that no selected study takes, or that sets what a selected study varies (``lr`` for
+    the learning-rate study), or that a training study spells differently (``seed``: ``seeds``),
+    is an error naming the key: nothing typed vanishes silently."""
+    out = {name: {} for name in studies}
+    for key, value in overrides.items():
+        takers = [n for n in studies if key in study(n).keys]
+        for n in studies:
+            s = study(n)
+            if key == s.grid_field or (key in STUDY_ALIASES and s.trains and n not in takers):
+                check_key(n, key)   # raises, naming the key to use instead
+        if not takers:
+            check_key(studies[0], key)   # raises: unknown, with the closest key
+            raise ConfigError(f"parameter {key!r} is taken by none of the studies "
+                              f"{', '.join(studies)}", key)
+        for n in takers:
+            out[n][key] = value
+    return out
+
+
+def study_parameters(preset: Preset, studies: list[str], overrides: dict | None = None,
+                     extra: dict | None = None) -> dict[str, Params]:
+    """Validated parameters of every selected study (errors before anything runs).
+    ``extra``: keys such as ``runs_root`` given to the studies that take them."""
+    routed = route_overrides(studies, overrides or {})
+    out = {}
+    for name in studies:
+        accepts = study(name).keys
+        given = {**{k: v for k, v in (extra or {}).items() if k in accepts}, **routed[name]}
+        out[name] = validate(name, study_params(name, preset, given))
+    return out
+
+
+@dataclass
+class PlannedRun:
+    hash: str
+    dir: Path
+    config: Config
+    uses: list = field(default_factory=list)   # (study, setting label, seed)
+    status: str = "missing"
+    epochs_done: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def cost(self) -> int:
+        """Training images to process: epochs x training images (the scheduling order)."""
+        return self.config.epochs * (self.config.n_train or FULL_TRAIN)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "diverged")
+
+    def state(self) -> str:
+        if self.status in ("done", "diverged", "missing"):
+            return self.status
+        return f"partial {self.epochs_done} of {self.epochs} ({self.status})"
+
+    def label(self) -> str:
+        study_name, setting, seed = self.uses[0]
+        more = f" +{len(self.uses) - 1}" if len(self.uses) > 1 else ""
+        return f"{study_name} {setting} seed {seed}{more}"
+
+    def row(self) -> dict:
+        return {"hash": self.hash, "state": self.state(), "epochs_done": self.epochs_done,
+                "epochs": self.epochs, "cost_images": self.cost,
+                "uses": [f"{s} {lab} seed {seed}" for s, lab, seed in self.uses],
+                "config": self.config.to_dict(), "dir": str(self.dir)}
+
+
+def epochs_done(d: Path) -> int:
+    h = d / "history.csv"
+    if not h.exists():
+        return 0
+    try:
+        return max(0, sum(1 for line in h.read_text().splitlines() if line.strip()) - 1)
+    except OSError:
+        return 0
+
+
+def plan(params: dict[str, Params], root: str | os.PathLike | None = None) -> list[PlannedRun]:
+    """Distinct runs of the studies' parameters, longest first, with their store status."""
+    by_hash: dict[str, PlannedRun] = {}
+    for name, p in params.items():
+        if not p.study.trains:
+            continue
+        for (lab, seed), cfg in p.run_configs().items():
+            d = locate(cfg, root or p.get("runs_root"))
+            pr = by_hash.get(d.name)
+            if pr is None:
+                pr = by_hash[d.name] = PlannedRun(d.name, d, cfg)
+            pr.uses.append((name, lab, seed))
+    for pr in by_hash.values():
+        pr.status = stored_status(pr.dir)
+        pr.epochs_done = epochs_done(pr.dir)
+    return sorted(by_hash.values(), key=lambda r: (-r.cost, r.hash))
+
+
+def runs_of(study_name: str, planned: list[PlannedRun]) -> list[PlannedRun]:
+    return [r for r in planned if any(u[0] == study_name for u in r.uses)]
+
+
+def format_plan(planned: list[PlannedRun], seconds_per_image: float | None = None) -> str:
+    """A fixed-width table: one line per run."""
+    lines = [f"{'hash':<12}  {'state':<28} {'epochs':>7} {'images':>11}  uses"]
+    for r in planned:
+        lines.append(f"{r.hash:<12}  {r.state():<28} {r.epochs:>7} {r.cost:>11,}  "
+                     + "; ".join(f"{s} {lab} seed {seed}" for s, lab, seed in r.uses))
+    todo = sum(r.cost * (1 - r.epochs_done / r.epochs) for r in planned if not r.finished)
+    tail = f"{len(planned)} runs, {sum(r.finished for r in planned)} finished; " \
+           f"{todo:,.0f} training images to go"
+    if seconds_per_image:
+        tail += f" (about {todo * seconds_per_image / 60:.0f} min at the measured rate)"
+    return "\n".join(lines + [tail])
+
+
+def measured_rate(planned: list[PlannedRun]) -> float | None:
+    """Seconds per training image of the finished runs in the store (for an estimate)."""
+    secs = imgs = 0.0
+    for r in planned:
+        h = r.dir / "history.csv"
+        if r.epochs_done and h.exists():
+            try:
+                s = float(pd.read_csv(h)["seconds"].sum())
+            except Exception:
+                continue
+            secs += s
+            imgs += r.epochs_done * (r.config.n_train or FULL_TRAIN)
+    return secs / imgs if imgs else None
+
+
+__all__ = ["PlannedRun", "plan", "route_overrides", "study_parameters", "runs_of",
+           "format_plan", "measured_rate", "STUDIES"]
