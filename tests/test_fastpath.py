@@ -1,5 +1,5 @@
 """The fast CPU path (channels_last, BN folded into the convs for evaluation, the run settings
-of ``train.run_settings``) trains the same model as the plain path (NCHW fp32, unfolded
+of ``device.run_settings``) trains the same model as the plain path (NCHW fp32, unfolded
 evaluation): the loss curves agree to float32 rounding, amplified over a few SGD steps."""
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from torch import nn
 from hpstudy import data as D
 from hpstudy import train as T
 from hpstudy.config import Config
+from hpstudy.device import run_settings
+from hpstudy.model import MobileNet
 
 from conftest import tiny_config
 
@@ -75,7 +77,7 @@ def test_first_step_agrees(tiny_env):
     losses = {}
     for cl in (True, False):
         cfg = Config.from_dict(tiny_config(channels_last=cl))
-        tr, _ = T.prepare_data(cfg, data, cpu)
+        tr, _ = D.prepare_data(cfg, data, cpu)
         model = T.build_model(cfg, cpu)
         opt = T.build_optimizer(cfg, model)
         gen, _ = T.epoch_generators(cfg.seed, 0, cpu)
@@ -88,14 +90,14 @@ def test_first_step_agrees(tiny_env):
 
 def test_folded_evaluation_matches_the_model():
     torch.manual_seed(0)
-    model = T.MobileNet(100, 0.25).to(memory_format=torch.channels_last)
+    model = MobileNet(100, 0.25).to(memory_format=torch.channels_last)
     model.train()
     with torch.no_grad():                       # non-trivial running statistics
         for _ in range(3):
             model(torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last))
     x = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8)
     split = D.Split(x, torch.randint(0, 100, (300,)), torch.zeros(300, dtype=torch.long))
-    b = T.Batches(split, torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25]), True)
+    b = D.Batches(split, torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25]), True)
     cpu = torch.device("cpu")
     plain = T.predict(model, b, cpu, batch_size=128, fold_bn=False)
     fast = T.predict(model, b, cpu, batch_size=128)
@@ -112,7 +114,7 @@ def test_folded_evaluation_matches_the_model():
 def test_run_settings_are_restored():
     before = (torch.are_deterministic_algorithms_enabled(),
               torch.utils.deterministic.fill_uninitialized_memory)
-    with T.run_settings(torch.device("cpu")):
+    with run_settings(torch.device("cpu")):
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.utils.deterministic.fill_uninitialized_memory is False
     assert (torch.are_deterministic_algorithms_enabled(),
@@ -122,7 +124,7 @@ def test_run_settings_are_restored():
 def test_train_step_is_what_train_one_epoch_does():
     """``train_step`` (what the benchmark and ``train_one_epoch`` share) takes one SGD step."""
     torch.manual_seed(0)
-    model = T.MobileNet(100, 0.25)
+    model = MobileNet(100, 0.25)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     w0 = model.classifier.weight.detach().clone()
     x = torch.randn(8, 3, 32, 32)

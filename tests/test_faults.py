@@ -26,7 +26,7 @@ from hpstudy import DataError, StoreError
 from hpstudy import data as D
 from hpstudy import runs as R
 from hpstudy.cli import main as cli_main
-from hpstudy.train import HISTORY_COLUMNS
+from hpstudy.metrics import HISTORY_COLUMNS
 
 from conftest import tiny_config, write_tiny_cifar
 

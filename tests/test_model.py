@@ -86,3 +86,112 @@ def test_initialisation_is_seeded():
     torch.manual_seed(3)
     b = MobileNet(100, 0.25).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- initialisation: torchvision's re-init (default) or PyTorch's layer defaults ------------
+
+def _layers(m: nn.Module) -> list[nn.Module]:
+    return [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
+
+
+@pytest.mark.parametrize("init", ["torchvision", "pytorch"])
+def test_both_initialisations_are_seeded(init):
+    torch.manual_seed(3)
+    a = MobileNet(100, 0.25, init).state_dict()
+    torch.manual_seed(3)
+    b = MobileNet(100, 0.25, init).state_dict()
+    torch.manual_seed(4)
+    c = MobileNet(100, 0.25, init).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
+
+
+def test_torchvision_is_the_default_initialisation():
+    torch.manual_seed(5)
+    a = MobileNet(100, 0.25).state_dict()
+    torch.manual_seed(5)
+    b = MobileNet(100, 0.25, "torchvision").state_dict()
+    torch.manual_seed(5)
+    c = MobileNet(100, 0.25, "pytorch").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
+
+
+def test_pytorch_init_is_the_plain_layers_default():
+    """Under the same seed, every conv and the linear equal fresh nn.Conv2d / nn.Linear
+    built in the same order: nothing is re-initialised."""
+    torch.manual_seed(7)
+    m = MobileNet(100, 0.25, "pytorch")
+    torch.manual_seed(7)
+    for layer in _layers(m):
+        if isinstance(layer, nn.Conv2d):
+            fresh = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                              layer.stride, layer.padding, groups=layer.groups, bias=False)
+        else:
+            fresh = nn.Linear(layer.in_features, layer.out_features)
+        for name, p in fresh.named_parameters():
+            assert torch.equal(getattr(layer, name), p), (layer, name)
+    bns = [x for x in m.modules() if isinstance(x, nn.BatchNorm2d)]
+    assert all(torch.equal(b.weight, torch.ones_like(b.weight)) and
+               torch.equal(b.bias, torch.zeros_like(b.bias)) for b in bns)
+
+
+def _std(w: torch.Tensor) -> float:
+    return w.detach().float().std().item()
+
+
+def test_initialisation_statistics():
+    """Depthwise 3x3 with C channels (weight C x 1 x 3 x 3): PyTorch's kaiming-uniform(a=sqrt(5))
+    gives U(+-1/sqrt(fan_in)), fan_in = 9, std 1/sqrt(27); torchvision's kaiming-normal
+    fan_out (fan_out = 9 C) gives std sqrt(2 / (9 C)), sqrt(C) times below fan-in He."""
+    torch.manual_seed(0)
+    tv = MobileNet(100, 1.0, "torchvision")
+    torch.manual_seed(0)
+    pt = MobileNet(100, 1.0, "pytorch")
+    dw = lambda m: [c for c in m.modules() if isinstance(c, nn.Conv2d) and c.groups > 1]  # noqa: E731
+    pw = lambda m: [c for c in m.modules() if isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1)]  # noqa: E731
+    for conv in (dw(tv)[-1], dw(pt)[-1]):                 # 1024 channels: 9216 weights
+        assert conv.groups == conv.out_channels == 1024
+    c = 1024
+    d_tv, d_pt = dw(tv)[-1].weight, dw(pt)[-1].weight
+    assert _std(d_tv) == pytest.approx((2 / (9 * c)) ** 0.5, rel=0.05)
+    assert _std(d_pt) == pytest.approx(1 / 27 ** 0.5, rel=0.05)
+    assert d_pt.abs().max().item() <= 1 / 3                # bound 1/sqrt(fan_in)
+    assert _std(d_pt) / _std(d_tv) == pytest.approx((c / 6) ** 0.5, rel=0.1)
+    # pointwise 1x1, 1024 -> 1024: fan_in = fan_out = 1024
+    p_tv, p_pt = pw(tv)[-1].weight, pw(pt)[-1].weight
+    assert _std(p_tv) == pytest.approx((2 / 1024) ** 0.5, rel=0.05)
+    assert _std(p_pt) == pytest.approx(1 / (3 * 1024) ** 0.5, rel=0.05)
+    # classifier: torchvision N(0, 0.01) and zero bias; PyTorch U(+-1/sqrt(1024)) for both
+    assert _std(tv.classifier.weight) == pytest.approx(0.01, rel=0.05)
+    assert torch.equal(tv.classifier.bias, torch.zeros(100))
+    assert _std(pt.classifier.weight) == pytest.approx(1 / (3 * 1024) ** 0.5, rel=0.05)
+    assert pt.classifier.bias.abs().max().item() <= 1 / 32
+    assert pt.classifier.bias.abs().max().item() > 0
+    for m in (tv, pt):
+        for b in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
+            assert torch.equal(b.weight, torch.ones_like(b.weight))
+            assert torch.equal(b.bias, torch.zeros_like(b.bias))
+
+
+def test_unknown_initialisation_is_refused():
+    from hpstudy.config import Config, ConfigError
+    assert Config().init == "torchvision"
+    assert Config.from_dict(init="pytorch").init == "pytorch"
+    with pytest.raises(ConfigError, match=r"parameter 'init': allowed values: torchvision, pytorch"):
+        Config.from_dict(init="xavier")
+    with pytest.raises(ConfigError, match="'init'"):
+        Config.from_dict(init=1)
+    with pytest.raises(ValueError, match="init"):
+        MobileNet(100, 0.25, "kaiming")
+
+
+@pytest.mark.parametrize("init", ["torchvision", "pytorch"])
+def test_build_model_uses_the_config_init(init):
+    from hpstudy.config import Config
+    from hpstudy.train import build_model
+    cfg = Config.from_dict(width=0.25, seed=11, init=init, channels_last=False)
+    a = build_model(cfg, torch.device("cpu")).state_dict()
+    torch.manual_seed(11)
+    b = MobileNet(100, 0.25, init).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -81,6 +81,47 @@ def test_hash_covers_results_not_location(tiny_env):
     assert h(device="auto") == h(device="cpu")
 
 
+def test_hash_does_not_depend_on_the_machine():
+    """A CPU head must find the runs a GPU worker trained: the device and the compile flag
+    are recorded, not hashed; the (resolved) precision is hashed."""
+    def h(**kw):
+        return R.run_hash(R.resolved_config(Config.from_dict(tiny_config(**kw))), "data-id")
+
+    assert R.HASH_VERSION == 2 and {"device", "compile"} <= set(R.NOT_HASHED)
+    assert h(device="cpu") == h(device="auto")           # this machine has no GPU
+    assert h(compile="on") == h(compile="off") == h(compile="auto") == h()
+    assert h(precision="bf16") != h(precision="fp32") == h(precision="auto")  # auto -> fp32 here
+    resolved = R.resolved_config(Config.from_dict(tiny_config(device="auto", compile="on")))
+    assert (resolved["device"], resolved["compile"]) == ("cpu", "on")   # still recorded
+
+
+def test_model_pt_loads_without_config_json(done_run, tmp_path):
+    """model.pt says its width: it loads on its own; a legacy bare state dict needs width."""
+    alone = tmp_path / "elsewhere" / "model.pt"
+    alone.parent.mkdir()
+    shutil.copy(done_run.dir / "model.pt", alone)
+    saved = torch.load(alone, weights_only=True)
+    assert (saved["format"], saved["width"], saved["num_classes"]) == (1, 0.25, 100)
+    m = R.load_weights(alone)                              # no width given: read from the file
+    ref = done_run.model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in m.state_dict().items())
+    with pytest.raises(StoreError, match="holds width 0.25, expected 0.5"):
+        R.load_weights(alone, width=0.5)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(saved["state_dict"], legacy)
+    assert sum(p.numel() for p in R.load_weights(legacy, width=0.25).parameters()) == 238_772
+    with pytest.raises(StoreError, match="does not say its width"):
+        R.load_weights(legacy)
+
+
+def test_checkpoint_has_no_scheduler_and_old_ones_still_load(done_run, tmp_path):
+    state = R.load_checkpoint(done_run.dir / "checkpoint.pt")
+    assert "scheduler" not in state                     # lr_at(cfg, epoch) is the schedule
+    old = tmp_path / "old.pt"
+    torch.save({**state, "scheduler": {"schedule": "constant", "last_epoch": 1, "lr": 0.05}}, old)
+    assert R.load_checkpoint(old)["epoch"] == 2
+
+
 def test_list_runs(done_run):
     df = hpstudy.list_runs()
     assert len(df) == 1

@@ -10,8 +10,8 @@ segments of
   ``SGD(momentum=0.9)`` and cross-entropy, with the usual per-step ``loss.item()`` and
   accuracy bookkeeping of such a loop;
 * **ours**: exactly what ``hpstudy.train.fit`` (and so ``runs.run``) trains with:
-  ``prepare_data`` / ``build_model`` / ``build_optimizer`` / ``train_one_epoch`` / ``evaluate``
-  under ``train.run_settings`` (the per-process settings ``fit`` applies).
+  ``data.prepare_data`` / ``build_model`` / ``build_optimizer`` / ``train_one_epoch`` /
+  ``evaluate`` under ``device.run_settings`` (the per-process settings ``fit`` applies).
 
 Segments alternate (reference, ours, reference, ...) so that drift of a shared machine falls on
 both. The reference's DataLoader workers are persistent, so worker start-up is not counted,
@@ -44,6 +44,8 @@ from torch import nn
 from . import data as D
 from . import train as T
 from .config import Config
+from .device import (allocator_tuned, default_eval_batch_size, resolve_compile, resolve_device,
+                     resolve_precision, run_settings)
 from .model import MobileNet, count_parameters
 
 PAPER_EPOCHS = 5 * 300 + 3 * 15      # the `paper` preset: five 300-epoch runs, three 15-epoch runs
@@ -186,7 +188,7 @@ class Reference:
         from torchvision import transforms
 
         self.device = device
-        norm = transforms.Normalize(D.REPORT_MEAN, D.REPORT_STD)
+        norm = transforms.Normalize(D.PUBLISHED_MEAN, D.PUBLISHED_STD)
         train_tf = transforms.Compose([transforms.RandomHorizontalFlip(),
                                        transforms.RandomCrop(32, padding=4),
                                        transforms.ToTensor(), norm])
@@ -250,39 +252,36 @@ class Ours:
         self.cfg = Config.from_dict(dict(width=width, batch_size=batch_size, device=device.type,
                                          lr=0.05, momentum=0.9))
         self.device = device
-        self.precision = T.resolve_precision(self.cfg.precision, device)
-        self.train_b, self.val_b = T.prepare_data(self.cfg, data, device)
+        self.precision = resolve_precision(self.cfg.precision, device)
+        self.train_b, self.val_b = D.prepare_data(self.cfg, data, device)
         self.model = T.build_model(self.cfg, device)
         self.optimizer = T.build_optimizer(self.cfg, self.model)
-        self.step_model = (torch.compile(self.model) if T.resolve_compile(self.cfg.compile, device)
+        self.step_model = (torch.compile(self.model) if resolve_compile(self.cfg.compile, device)
                            else self.model)
         self.criterion = nn.CrossEntropyLoss()
-        self.eval_bs = self.cfg.eval_batch_size or T.default_eval_batch_size(device)
+        self.eval_bs = self.cfg.eval_batch_size or default_eval_batch_size(device)
         self.epoch = 0
         self.pos = {"train": 0, "val": 0}
 
-    def window(self, which: str, n: int) -> T.Batches:
+    def window(self, which: str, n: int) -> D.Batches:
         """The next ``n`` images of the split (wrapping), as a Batches like prepare_data's."""
         b = self.train_b if which == "train" else self.val_b
         total = len(b.split)
         idx = (torch.arange(n) + self.pos[which]) % total
         self.pos[which] = (self.pos[which] + n) % total
-        return T.Batches(b.split.subset(idx.to(b.split.x.device)), b.mean, b.std, b.channels_last)
+        return D.Batches(b.split.subset(idx.to(b.split.x.device)), b.mean, b.std, b.channels_last)
 
-    def train(self, part: T.Batches) -> int:
-        with T.run_settings(self.device, tune_allocator=self.tune_allocator):
+    def train(self, part: D.Batches) -> int:
+        with run_settings(self.device, tune_allocator=self.tune_allocator):
             out = T.train_one_epoch(self.step_model, self.criterion, self.optimizer, part,
-                                    self.device, self.epoch, batch_size=self.cfg.batch_size,
-                                    seed=self.cfg.seed, augment_crop=self.cfg.augment_crop,
-                                    augment_flip=self.cfg.augment_flip,
-                                    mixup_alpha=self.cfg.mixup_alpha, precision=self.precision)
+                                    self.device, self.epoch, self.cfg, precision=self.precision)
         self.epoch += 1
         if out["diverged"]:
             raise RuntimeError("the benchmark's training diverged")
         return len(part.split)  # whole batches: the window is steps x batch size
 
-    def evaluate(self, part: T.Batches) -> int:
-        with T.run_settings(self.device, tune_allocator=self.tune_allocator):
+    def evaluate(self, part: D.Batches) -> int:
+        with run_settings(self.device, tune_allocator=self.tune_allocator):
             T.evaluate(self.step_model, self.criterion, part, self.device,
                        batch_size=self.eval_bs, precision=self.precision)
         return len(part.split)
@@ -324,7 +323,7 @@ def cpu_name() -> str:
 
 
 def run_bench(a: argparse.Namespace, log=print) -> dict:
-    device = T.resolve_device(a.device)
+    device = resolve_device(a.device)
     t_start = time.perf_counter()
     data, data_desc = load_data(a.data_root)
     n = len(data.train)
@@ -401,7 +400,7 @@ def run_bench(a: argparse.Namespace, log=print) -> dict:
                             "accuracy .item() per step; eval: DataLoader + model.eval() + no_grad"),
         "memory_kind": mem.kind,
         "allocator": ("glibc malloc tuned by the library (process-wide: both pipelines)"
-                      if T._ALLOCATOR["tuned"] else
+                      if allocator_tuned() else
                       "default (ours without the library's malloc tuning)"
                       if device.type == "cpu" else "n/a"),
     }

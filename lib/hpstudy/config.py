@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 import typing
 from dataclasses import dataclass, field
 
@@ -124,9 +123,6 @@ class Config:
 
     def replace(self, **kw) -> "Config":
         return Config.from_dict({**self.to_dict(), **kw})
-
-    def resolved_data_root(self) -> str:
-        return self.data_root or os.environ.get("HPSTUDY_DATA") or "data"
 
 
 # Common names for our keys that spelling similarity alone would not find.

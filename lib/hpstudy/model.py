@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+INITS = ("torchvision", "pytorch")
+
 # (output channels, stride) of the 13 depthwise-separable blocks
 BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
@@ -19,10 +21,18 @@ def conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> n
 
 class MobileNet(nn.Module):
     """Stem conv 3x3/1 (32 ch), 13 blocks of depthwise 3x3 + pointwise 1x1 (BN + ReLU after
-    each conv), global average pool, linear. 3.31 M parameters at width 1.0, 100 classes."""
+    each conv), global average pool, linear. 3.31 M parameters at width 1.0, 100 classes.
 
-    def __init__(self, num_classes: int = 100, width: float = 1.0):
+    ``init``: "torchvision" re-initialises as torchvision's MobileNets do (see
+    ``reset_parameters``); "pytorch" keeps each layer's PyTorch default (convs and linear
+    kaiming-uniform(a=sqrt(5)), i.e. U(+-1/sqrt(fan_in)); BN weight 1, bias 0), as the public
+    CIFAR code the report likely descends from does. Both draw from torch's global RNG, so
+    seed it before construction for reproducible weights."""
+
+    def __init__(self, num_classes: int = 100, width: float = 1.0, init: str = "torchvision"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         ch = lambda c: max(1, int(c * width))  # noqa: E731
         layers = [conv_bn(3, ch(32), 3, 1)]
         cin = ch(32)
@@ -33,7 +43,8 @@ class MobileNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(cin, num_classes)
-        self.reset_parameters()
+        if init == "torchvision":
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # torchvision's MobileNet initialisation

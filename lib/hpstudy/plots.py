@@ -5,7 +5,7 @@ shows a figure twice in a notebook nor keeps it alive in pyplot's registry; a no
 one with ``display(fig)`` or by leaving it as the cell's last expression.
 
 Runs can be given as a ``hpstudy.Run`` or as a history DataFrame (columns as in
-``hpstudy.train.HISTORY_COLUMNS``). A run whose loss stopped being finite is drawn up to its
+``hpstudy.metrics.HISTORY_COLUMNS``). A run whose loss stopped being finite is drawn up to its
 last finite epoch and marked with an x and "diverged at epoch k"; NaN and inf never raise.
 """
 from __future__ import annotations
@@ -19,14 +19,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from .data import beta_pdf
 from .evaluation import diverged_at
+from .metrics import METRIC_LABELS
+from .train import lr_at
 
 DPI = 100
 # Above this, a loss is a blow-up, not a learning curve: the axis stops there. A 100-class
 # model starts at ln(100) = 4.6.
 LOSS_CAP = 2 * math.log(100)
-METRIC_LABELS = {"train_loss": "train loss", "val_loss": "validation loss",
-                 "train_acc": "train accuracy", "val_acc": "validation accuracy"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -201,8 +202,6 @@ def learning_rates(runs, title: str | None = "learning rate per epoch", *,
     For a Run, the planned schedule of all its epochs is drawn dashed under the epochs it
     trained, so a run that stopped early still shows what it would have done.
     """
-    from .train import lr_at
-
     runs = _runs(runs)
     colors = _palette(len(runs))
     fig, axes = _new(1, 1, size=(9, 3.6))
@@ -351,8 +350,6 @@ def beta_density(alphas: typing.Sequence[float], *, reference: typing.Sequence[f
     """The Beta(alpha, alpha) density of mixup's lambda for each alpha > 0; ``reference``
     alphas (default 1.0, the mixup paper's CIFAR value) are drawn dashed. alpha = 0 (no
     mixup: lambda = 1 always) is listed in the legend without a curve."""
-    from .data import beta_pdf
-
     fig, axes = _new(1, 1, size=(7, 3.8))
     ax = axes[0, 0]
     shown = []
@@ -408,6 +405,138 @@ def superclass_accuracy(table: pd.DataFrame, overall: float | None = None,
     ax.set_ylim(-0.6, len(t) - 0.4)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# --- multi-seed studies ----------------------------------------------------------------------
+
+def _n_seeds_text(long: pd.DataFrame) -> str:
+    """'3' when every setting has 3 seeds, '2-3' when they differ (a run missing)."""
+    if not len(long):
+        return "0"
+    per = long.groupby("setting", sort=False)["seed"].nunique()
+    lo, hi = int(per.min()), int(per.max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def seed_curves(long: pd.DataFrame,
+                metrics: typing.Sequence[str] = ("val_loss", "val_acc", "train_loss", "train_acc"),
+                title: str | None = None) -> Figure:
+    """Training curves of a multi-seed study, one panel per metric: per setting the mean over
+    seeds as a line and the band from the lowest to the highest seed (min-max).
+
+    ``long``: columns setting, seed, epoch, metric, value, as ``stats.long_table`` returns.
+    A seed that diverged has no rows after its divergence, so later epochs are the mean of
+    the seeds still running.
+    """
+    import seaborn as sns
+
+    long = long.copy()
+    long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
+    long = long[np.isfinite(long["value"].to_numpy())]
+    settings = list(dict.fromkeys(long["setting"]))
+    colors = _palette(len(settings))
+    palette = dict(zip(settings, colors))
+    ncols = 2 if len(metrics) > 1 else 1
+    nrows = max(1, math.ceil(len(metrics) / ncols))
+    fig, axes = _new(nrows, ncols, size=(11 if ncols == 2 else 7, 3.6 * nrows))
+    xmax = int(long["epoch"].max()) if len(long) else 1
+    for ax, m in zip(axes.flat, metrics):
+        d = long[long["metric"] == m]
+        if len(d):
+            sns.lineplot(data=d, x="epoch", y="value", hue="setting", hue_order=settings,
+                         palette=palette, estimator="mean", errorbar=("pi", 100),
+                         err_kws={"alpha": 0.2, "linewidth": 0}, linewidth=1.8, ax=ax,
+                         legend=False)
+        _style(ax, m, xmax)
+        if m.endswith("acc"):
+            ax.set_ylim(bottom=0)
+        ax.set_title(METRIC_LABELS.get(m, m))
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=palette[s], linewidth=1.8) for s in settings]
+    if handles:
+        fig.legend(handles, [str(s) for s in settings], loc="outside lower center",
+                   ncols=min(len(settings), 4), frameon=False)
+    what = f"mean over {_n_seeds_text(long)} seeds, band: min-max"
+    fig.suptitle(f"{title} ({what})" if title else what)
+    return fig
+
+
+def forest(rows: pd.DataFrame, title: str | None = None,
+           xlabel: str = "difference in validation accuracy (points)") -> Figure:
+    """Forest plot of differences to the baseline: one row per setting, the mean difference as
+    a point with its 95% interval as a horizontal bar, a vertical line at 0.
+
+    ``rows``: columns setting, mean, lo, hi (accuracy fractions; drawn in percentage points),
+    optional ``published`` (the report's difference, NaN where none), drawn as an open
+    diamond labelled "report". A setting whose interval excludes 0 is drawn in a strong
+    colour, one whose interval includes 0 in grey; a row with lo/hi NaN (one seed) draws its
+    point only. Artists carry a gid: "interval", "mean", "published".
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    r = rows.reset_index(drop=True)
+    n = len(r)
+    fig, axes = _new(1, 1, size=(8, 0.45 * max(n, 1) + 1.6))
+    ax = axes[0, 0]
+    strong, weak = "C3", "0.55"
+
+    def num(v) -> float:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return math.nan
+        return v if math.isfinite(v) else math.nan
+
+    kinds = set()
+    ax.axvline(0, color="black", linewidth=1, zorder=1)
+    for i, row in r.iterrows():
+        mean, lo, hi = num(row["mean"]), num(row["lo"]), num(row["hi"])
+        has_ci = not (math.isnan(lo) or math.isnan(hi))
+        detected = has_ci and (lo > 0 or hi < 0)
+        color = strong if detected else weak
+        if has_ci:
+            ax.plot([100 * lo, 100 * hi], [i, i], color=color, linewidth=2.4,
+                    solid_capstyle="butt", gid="interval", zorder=2)
+            kinds.add("detected" if detected else "includes 0")
+        elif not math.isnan(mean):
+            kinds.add("one seed")
+        if not math.isnan(mean):
+            ax.plot([100 * mean], [i], marker="o", markersize=7, color=color,
+                    linestyle="none", gid="mean", zorder=3)
+    if "published" in r:
+        pub = np.array([num(v) for v in r["published"]])
+        ok = np.isfinite(pub)
+        if ok.any():
+            ax.plot(100 * pub[ok], np.arange(n)[ok], marker="D", markersize=8,
+                    markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.4,
+                    linestyle="none", label="report", gid="published", zorder=4)
+            kinds.add("report")
+    ax.set_yticks(np.arange(n))
+    ax.set_yticklabels([str(s) for s in r["setting"]])
+    ax.set_ylim(n - 0.5, -0.5)   # first row on top
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", alpha=0.3)
+    legend = {
+        "detected": Line2D([], [], color=strong, marker="o", linewidth=2.4,
+                           label="95% interval excludes 0"),
+        "includes 0": Line2D([], [], color=weak, marker="o", linewidth=2.4,
+                             label="95% interval includes 0"),
+        "one seed": Line2D([], [], color=weak, marker="o", linestyle="none",
+                           label="one seed: no interval"),
+        "report": Line2D([], [], color="black", marker="D", markerfacecolor="none",
+                         linestyle="none", label="report"),
+    }
+    handles = [h for k, h in legend.items() if k in kinds]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8.5,
+                  frameon=False)
     if title:
         ax.set_title(title)
     return fig

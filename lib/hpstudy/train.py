@@ -1,4 +1,4 @@
-"""Training and evaluation as plain functions (after torchvision's reference scripts).
+"""The training loop and evaluation as plain functions (after torchvision's reference scripts).
 
 All randomness of an epoch (shuffle, crops, flips, mixup) comes from generators seeded by
 ``(seed, epoch)``, so a run resumed from a checkpoint continues exactly as an uninterrupted
@@ -8,119 +8,35 @@ Speed (see benchmarks/RESULTS.md, ``hpstudy bench``): data stay uint8 on the dev
 augmented per batch there; the model runs channels_last; on the CPU ``run_settings`` tunes
 the allocator and evaluation folds BatchNorm into the convs (``folded``); on CUDA, bf16
 autocast and torch.compile, with no host-device sync per step.
+
+Where the rest lives: device, precision and the process-wide settings in ``device``; the
+images a run uses (``prepare_data``, ``Batches``) in ``data``; the history columns and
+checkpoint keys in ``metrics``; the files of a run in ``runs``.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
 import math
-import platform
-import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from . import data as D
-from .config import Config, ConfigError
+from .config import Config
+from .data import Batches, prepare_data
+from .device import (autocast, default_eval_batch_size, resolve_compile, resolve_device,
+                     resolve_precision, run_settings)
+# HISTORY_COLUMNS (and Batches and the device helpers, which the loop uses) stay importable
+# from here for callers not yet moved to data, device and metrics (evaluation.py,
+# tests/test_train.py, test_notebooks.py); new code imports them from those modules.
+from .metrics import CHECKPOINT_FORMAT, HISTORY_COLUMNS  # noqa: F401
 from .model import MobileNet
 
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
-
-# --- device, precision --------------------------------------------------------------------
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("parameter 'device': 'cuda' requested but CUDA is not available "
-                           "(use 'auto' or 'cpu')")
-    return torch.device(name)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def resolve_compile(flag: str, device: torch.device) -> bool:
-    return flag == "on" or (flag == "auto" and device.type == "cuda")
-
-
-def default_eval_batch_size(device: torch.device) -> int:
-    # measured on the 2-core CPU (folded BN, channels_last, img/s): 32: 2300, 64: 2700,
-    # 100: 2720, 128: 2720, 256: 2640, 512: ~2600; a GPU wants large batches (1024: not
-    # re-measured since the fast path changed, no GPU at hand)
-    return 1024 if device.type == "cuda" else 128
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-_ALLOCATOR = {"tuned": False}
-
-
-def tune_cpu_allocator() -> bool:
-    """Make glibc's malloc keep the memory of freed tensors instead of handing it back.
-
-    By default every tensor over a few MB is its own ``mmap`` and ``munmap``: a training step
-    then page-faults in (and zeroes) ~70-130 MB of fresh memory, and with two threads the
-    faults and TLB shoot-downs serialise. Serving those sizes from the heap and not trimming
-    it removes that (measured on the 2-core CPU: 30,000 -> 100 minor faults per step,
-    +15-20% steps/s). Process-wide and one-way (glibc has no "back to default"); the process
-    keeps its peak heap until it exits. Returns whether it is in effect (glibc Linux only).
-    """
-    if _ALLOCATOR["tuned"]:
-        return True
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = (libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) == 1
-              and libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)) == 1)
-    except (OSError, AttributeError):
-        ok = False
-    _ALLOCATOR["tuned"] = ok
-    return ok
-
-
-@contextlib.contextmanager
-def run_settings(device: torch.device, *, tune_allocator: bool = True):
-    """The process-wide settings a run trains under (``fit`` and the benchmark use this).
-
-    CPU: deterministic algorithms (warn only) so that a run is reproducible, without the
-    NaN-filling of every fresh tensor that deterministic mode adds by default (a debugging aid
-    that costs ~7% of a CPU step; our kernels never read uninitialised memory, which the
-    determinism tests check); and ``tune_cpu_allocator()`` (one-way, see there).
-    Everything but the allocator is restored on exit.
-    """
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.utils.deterministic.fill_uninitialized_memory)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = False
-        if tune_allocator:
-            tune_cpu_allocator()
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.utils.deterministic.fill_uninitialized_memory = saved[2]
-
+# --- the schedule and the randomness of an epoch --------------------------------------------
 
 def lr_at(cfg: Config, epoch: int) -> float:
     """Learning rate of 0-based ``epoch``; cosine is the report's per-epoch formula."""
@@ -137,50 +53,9 @@ def epoch_generators(seed: int, epoch: int, device: torch.device):
 
 # --- the pieces ------------------------------------------------------------------------------
 
-@dataclass
-class Batches:
-    """A split on the device plus how to turn its uint8 images into model input."""
-    split: D.Split
-    mean: torch.Tensor
-    std: torch.Tensor
-    channels_last: bool
-
-    def input(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        return D.to_input(x_uint8, self.mean, self.std, self.channels_last)
-
-
-def subset_indices(cfg: Config, data: D.CIFAR100) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the run's training and validation images: the report's split, then the
-    stratified subsets ``n_train``/``n_val``. A size the split cannot give is a ConfigError
-    naming the key (the run store calls this before a run starts)."""
-    n = len(data.train)
-    split = D.split_indices(n, D.default_n_val(n), cfg.split_seed)
-    out = []
-    for key, idx, seed in zip(("n_train", "n_val"), split, (cfg.subset_seed, cfg.subset_seed + 1)):
-        v = getattr(cfg, key)
-        if v is not None and v > len(idx):
-            raise ConfigError(f"parameter {key!r}: the split of {data.root} holds {len(idx):,} "
-                              f"images (got {v:,}); use None for all of them")
-        try:
-            out.append(D.stratified_subset(idx, data.train.fine, v, seed))
-        except ValueError as e:
-            raise ConfigError(f"parameter {key!r}: {e}") from None
-    return out[0], out[1]
-
-
-def prepare_data(cfg: Config, data: D.CIFAR100, device: torch.device) -> tuple[Batches, Batches]:
-    """The (subset of the) 40k/10k split, on ``device``, with its normalization."""
-    tr, va = subset_indices(cfg, data)
-    mean, std = D.norm_constants(data, cfg.normalize, cfg.split_seed)
-    mean_t = torch.tensor(mean, device=device)
-    std_t = torch.tensor(std, device=device)
-    mk = lambda idx: Batches(data.train.subset(idx).to(device), mean_t, std_t, cfg.channels_last)  # noqa: E731
-    return mk(tr), mk(va)
-
-
 def build_model(cfg: Config, device: torch.device) -> nn.Module:
     torch.manual_seed(cfg.seed)
-    model = MobileNet(D.NUM_CLASSES, cfg.width).to(device)
+    model = MobileNet(D.NUM_CLASSES, cfg.width, cfg.init).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -212,14 +87,15 @@ def train_step(model, criterion, optimizer, x: torch.Tensor, y_a: torch.Tensor,
     return loss.detach(), logits.detach()
 
 
-def train_one_epoch(model, criterion, optimizer, train: Batches, device, epoch: int, *,
-                    batch_size: int, seed: int, augment_crop: bool = True,
-                    augment_flip: bool = True, mixup_alpha: float = 0.0,
-                    precision: str = "fp32") -> dict:
-    """One pass over ``train`` in a seeded random order. Returns mean loss and accuracy (under
-    mixup, the lambda-weighted agreement with both targets) and whether the loss diverged."""
+def train_one_epoch(model, criterion, optimizer, train: Batches, device, epoch: int,
+                    cfg: Config, *, precision: str) -> dict:
+    """One pass over ``train`` in a seeded random order, as ``cfg`` says (batch size, seed,
+    augmentation, mixup; the learning rate is the optimizer's). Returns mean loss and accuracy
+    (under mixup, the lambda-weighted agreement with both targets) and whether the loss
+    diverged."""
     model.train()
-    gen, rng = epoch_generators(seed, epoch, device)
+    batch_size = cfg.batch_size
+    gen, rng = epoch_generators(cfg.seed, epoch, device)
     n = len(train.split)
     order = torch.randperm(n, generator=gen, device=device)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -230,10 +106,10 @@ def train_one_epoch(model, criterion, optimizer, train: Batches, device, epoch: 
         idx = order[start:start + batch_size]
         if len(idx) < 2:  # BatchNorm cannot train on a single image
             break
-        x = D.augment(train.split.x[idx], gen, crop=augment_crop, flip=augment_flip)
+        x = D.augment(train.split.x[idx], gen, crop=cfg.augment_crop, flip=cfg.augment_flip)
         x = train.input(x)
         y = train.split.fine[idx]
-        x, y_a, y_b, lam = D.mixup(x, y, mixup_alpha, rng, gen)
+        x, y_a, y_b, lam = D.mixup(x, y, cfg.mixup_alpha, rng, gen)
         loss, logits = train_step(model, criterion, optimizer, x, y_a, y_b, lam,
                                   device=device, precision=precision)
         b = len(idx)
@@ -258,8 +134,6 @@ def folded(model: nn.Module) -> nn.Module:
     is not a plain MobileNet (e.g. a compiled one) is returned unchanged."""
     if not isinstance(model, MobileNet) or model.training:
         return model
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     out = copy.deepcopy(model)
     cl = model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     for block in out.features:
@@ -316,9 +190,9 @@ def fit(cfg: Config, data: D.CIFAR100, *, state: dict | None = None, on_epoch=No
         log=print) -> dict:
     """Train from ``state`` (a checkpoint dict, or None for a fresh start) to ``cfg.epochs``.
 
-    ``on_epoch(state)`` is called after every finished epoch with a checkpoint dict (model,
-    optimizer, scheduler, epoch, history, RNG states). Returns the final state, with
-    ``status`` 'done' or 'diverged'.
+    ``on_epoch(state)`` is called after every finished epoch with a checkpoint dict
+    (``metrics.CHECKPOINT_KEYS``: model, optimizer, epoch, history, RNG state, config).
+    Returns the final state, with ``status`` 'done' or 'diverged'.
     """
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -347,10 +221,8 @@ def _fit(cfg, data, device, precision, state, on_epoch, log) -> dict:
         lr = lr_at(cfg, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        tr = train_one_epoch(step_model, criterion, optimizer, train, device, epoch,
-                             batch_size=cfg.batch_size, seed=cfg.seed,
-                             augment_crop=cfg.augment_crop, augment_flip=cfg.augment_flip,
-                             mixup_alpha=cfg.mixup_alpha, precision=precision)
+        tr = train_one_epoch(step_model, criterion, optimizer, train, device, epoch, cfg,
+                             precision=precision)
         if tr["diverged"]:
             ev = {"loss": float("nan"), "acc": float("nan")}
         else:
@@ -364,10 +236,10 @@ def _fit(cfg, data, device, precision, state, on_epoch, log) -> dict:
             status = "diverged"
             log(f"diverged at epoch {epoch + 1}: the loss is not finite; the run stops here")
             break
+        # No scheduler state: lr_at(cfg, epoch) is the schedule, set at the top of each epoch.
         state = {
-            "format": 1, "epoch": epoch + 1, "config": cfg.to_dict(),
+            "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": cfg.to_dict(),
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": {"schedule": cfg.schedule, "last_epoch": epoch, "lr": lr},
             "history": list(history),
             "rng": {"torch": torch.get_rng_state()},
         }
