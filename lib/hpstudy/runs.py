@@ -28,14 +28,25 @@ import torch
 
 from . import data as D
 from .config import Config
+from .data import subset_indices
+from .device import resolve_compile, resolve_device, resolve_precision
+from .metrics import (CHECKPOINT_KEYS, HISTORY_COLUMNS, METRICS, WEIGHTS_FORMAT,
+                      WEIGHTS_KEYS)
 from .model import MobileNet
-from .train import (HISTORY_COLUMNS, fit, resolve_compile, resolve_device,
-                    resolve_precision, subset_indices)
+from .train import fit
 
-HASH_VERSION = 1
+# 2: "device" and "compile" left the hash (version 1 hashed them).
+HASH_VERSION = 2
 FINAL = ("done", "diverged")
-# Keys that change speed or location but not the numbers a run produces.
-NOT_HASHED = ("data_root", "eval_batch_size")
+# Keys that change speed, location or the machine but not the numbers a run produces. A run is
+# found by its hash on whatever machine asks: a CPU head rendering the runs a GPU worker
+# trained must compute the same hash, though "device" resolves to "cpu" there and "cuda" on
+# the worker, and torch.compile ("auto") is on for CUDA only. Different CPU kinds round
+# differently in the last bits too, and were never hashed either. What a run actually used
+# stays recorded in its config.json ("resolved"). The resolved precision is hashed: bf16 and
+# fp32 give different numbers (so "auto", bf16 on CUDA and fp32 elsewhere, matches across
+# machines only where it resolves alike; a study meant for both names its precision).
+NOT_HASHED = ("data_root", "eval_batch_size", "device", "compile")
 
 
 class StoreError(RuntimeError):
@@ -97,6 +108,7 @@ def read_history(path: Path) -> pd.DataFrame:
     ends with a newline and holds every field; only the metrics of a diverged epoch may be
     ``nan``/``inf``.
     """
+    bookkeeping = [c for c in HISTORY_COLUMNS if c not in METRICS]   # epoch, lr, seconds
     try:
         text = Path(path).read_bytes().decode("utf-8")
     except Exception as e:
@@ -116,7 +128,7 @@ def read_history(path: Path) -> pd.DataFrame:
             row = [float(v) for v in fields]
         except ValueError as e:
             raise StoreError(f"{path}: line {i}: non-numeric value ({e})") from None
-        for name in ("epoch", "lr", "seconds"):
+        for name in bookkeeping:
             v = row[HISTORY_COLUMNS.index(name)]
             if not math.isfinite(v) or (name == "epoch" and not v.is_integer()):
                 raise StoreError(f"{path}: line {i}: bad {name} {v!r}")
@@ -134,8 +146,8 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as e:
         raise StoreError(f"{path}: cannot be loaded ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    need = ("format", "epoch", "config", "model", "optimizer", "history", "rng")
-    if not isinstance(state, dict) or any(k not in state for k in need):
+    # keys beyond CHECKPOINT_KEYS (older checkpoints' "scheduler") are ignored
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
         raise StoreError(f"{path}: not a checkpoint of this tool (missing keys)")
     if len(state["history"]) != state["epoch"]:
         raise StoreError(f"{path}: holds {len(state['history'])} history rows for epoch "
@@ -143,12 +155,41 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def load_weights(path: str | os.PathLike, width: float = 1.0, num_classes: int = 100) -> MobileNet:
-    """A MobileNet from a ``model.pt`` (state dict), loaded with ``weights_only=True``."""
+def weights_file(cfg: Config, state_dict: dict) -> dict:
+    """What ``model.pt`` holds: the weights and what it takes to build their model
+    (``metrics.WEIGHTS_KEYS``), so that the file loads without its run's config.json."""
+    out = {"format": WEIGHTS_FORMAT, "width": cfg.width, "num_classes": D.NUM_CLASSES}
+    if hasattr(cfg, "init"):
+        out["init"] = cfg.init      # recorded for the reader; loading overwrites every weight
+    out["state_dict"] = state_dict
+    return out
+
+
+def load_weights(path: str | os.PathLike, width: float | None = None,
+                 num_classes: int | None = None) -> MobileNet:
+    """A MobileNet from a ``model.pt``, loaded with ``weights_only=True``.
+
+    The file says its width and number of classes; ``width``/``num_classes``, when given, must
+    agree with it. A legacy ``model.pt`` (a bare state dict) does not say them: it loads when
+    the caller passes ``width`` (``num_classes`` defaults to 100).
+    """
     path = Path(path)
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        model = MobileNet(num_classes, width)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(obj, dict) and "state_dict" in obj:
+            missing = [k for k in WEIGHTS_KEYS if k not in obj]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            for name, given in (("width", width), ("num_classes", num_classes)):
+                if given is not None and given != obj[name]:
+                    raise ValueError(f"the file holds {name} {obj[name]}, expected {given}")
+            width, num_classes, sd = obj["width"], obj["num_classes"], obj["state_dict"]
+        else:
+            if width is None:
+                raise ValueError("a bare state dict (an older model.pt) does not say its "
+                                 "width; pass width=")
+            sd = obj
+        model = MobileNet(num_classes or D.NUM_CLASSES, width)
         model.load_state_dict(sd)
     except Exception as e:
         raise StoreError(f"{path}: cannot be loaded as MobileNet weights "
@@ -217,7 +258,8 @@ class Run:
 
     @property
     def model(self) -> torch.nn.Module | None:
-        """The final model (None for a diverged run), loaded with ``weights_only=True``."""
+        """The final model (None for a diverged run), loaded with ``weights_only=True``; its
+        width comes from ``model.pt`` (checked against the config's)."""
         if self._model is None and (self.dir / "model.pt").exists():
             self._model = load_weights(self.dir / "model.pt", self.config.width)
         return self._model
@@ -277,6 +319,11 @@ class RunDir:
             os.replace(ck, self.path("checkpoint.prev.pt"))
         atomic_torch_save(ck, state)
         atomic_write(self.path("history.csv"), history_csv(state["history"]))
+
+    def save_weights(self, cfg: Config, model: torch.nn.Module | dict) -> None:
+        """``model.pt``: a model's (or a state dict's) weights, see ``weights_file``."""
+        sd = model.state_dict() if isinstance(model, torch.nn.Module) else model
+        atomic_torch_save(self.path("model.pt"), weights_file(cfg, sd))
 
     def last_good_state(self) -> dict | None:
         """The newest checkpoint that loads and checks out; damaged ones are named and moved
@@ -351,10 +398,34 @@ class RunDir:
                              f"(or trained again)")
                     self.set_status("damaged")
                     return None
-                atomic_torch_save(mp, state["model"])
+                self.save_weights(run.config, state["model"])
                 run._model = load_weights(mp, run.config.width)
                 self.log(f"warning: {e}; rebuilt {mp.name} from {self.path('checkpoint.pt').name}")
         return run
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while a run trains (SLURM time limit, preemption, scancel, kill): the run is
+    kept ``interrupted`` at its last finished epoch, as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises ``Terminated`` inside the block (main thread only: elsewhere Python
+    cannot set handlers); the previous handler is restored afterwards."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=print) -> Run:
@@ -386,8 +457,9 @@ def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=pri
             f" ({describe(cfg)})")
         rd.set_status("running")
         try:
-            out = fit(cfg, data, state=state, on_epoch=rd.save_epoch, log=log)
-        except KeyboardInterrupt:
+            with _sigterm_interrupts():
+                out = fit(cfg, data, state=state, on_epoch=rd.save_epoch, log=log)
+        except (KeyboardInterrupt, SystemExit):   # Ctrl-C, SIGTERM, sys.exit in a handler
             rd.set_status("interrupted")
             last = rd.last_good_state()
             log(f"interrupted: run {d.name} is kept at epoch {last['epoch'] if last else 0} "
@@ -398,7 +470,7 @@ def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=pri
             raise
         atomic_write(rd.path("history.csv"), history_csv(out["history"]))
         if out["status"] == "done":
-            atomic_torch_save(rd.path("model.pt"), out["model"].state_dict())
+            rd.save_weights(cfg, out["model"])
         rd.set_status(out["status"])
     result = Run.load(d)
     result.resumed_from, result.trained = start, True
@@ -424,7 +496,34 @@ def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
         final, best = r.final, r.best
         rows.append({"hash": r.hash, **r.config.to_dict(), "status": r.status,
                      "epochs_done": len(r.history),
-                     **{f"final_{k}": final.get(k) for k in HISTORY_COLUMNS[2:6]},
+                     **{f"final_{k}": final.get(k) for k in METRICS},
                      "best_val_acc": best.get("val_acc"), "best_epoch": best.get("epoch"),
                      "dir": str(r.dir)})
     return pd.DataFrame(rows)
+
+
+def locate(cfg: Config, root: str | os.PathLike | None = None) -> Path:
+    """The folder the run of ``cfg`` has (or will have) in the store."""
+    data = D.load_cifar100(cfg.data_root)
+    return store_root(root) / run_hash(resolved_config(cfg), data.identity)
+
+
+def stored_status(d: Path) -> str:
+    """``missing`` (no folder), else the status file's word (``new`` before the first)."""
+    if not (d / "config.json").exists():
+        return "missing"
+    p = d / "status"
+    return p.read_text().strip() if p.exists() else "new"
+
+
+def find_run(config: Config | dict, *, root: str | os.PathLike | None = None) -> Run:
+    """The finished run of ``config`` from the store, never trained here (rendering with
+    ``no_train``); a run that is not finished is an error naming its config."""
+    cfg = config if isinstance(config, Config) else Config.from_dict(config)
+    d = locate(cfg, root)
+    status = stored_status(d)
+    if status not in FINAL:
+        raise StoreError(f"run {d.name} is {status} in {d.parent} and no_train is set, so "
+                         f"nothing is trained here: {describe(cfg)}. Train it first (hpstudy "
+                         f"report without --no-train, or hpstudy train with these values).")
+    return Run.load(d)
