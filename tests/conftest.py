@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny CIFAR-100 in the official layout, an isolated run store."""
+"""Shared fixtures and helpers: a tiny CIFAR-100 in the official layout, an isolated run
+store, the repository root, a silent log function and the bit-for-bit history comparison."""
 from __future__ import annotations
 
 import os
@@ -6,9 +7,33 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 REAL_DATA = os.environ.get("HPSTUDY_DATA")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # registered here rather than in pyproject.toml; select with -m subprocess / -m "not subprocess"
+    config.addinivalue_line(
+        "markers", "subprocess: starts a child process (python, a shell or a kernel)")
+
+
+def quiet(_message: str) -> None:
+    """A ``log`` function that drops everything (for ``hpstudy.run(..., log=quiet)``)."""
+
+
+def same_history(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Identical, bit for bit, in every column but the wall-clock ``seconds``.
+
+    Only for two runs on the same machine: float results differ between CPU kinds (AVX2 and
+    AVX-512 kernels round differently), so no test compares a history with stored numbers."""
+    from hpstudy.metrics import HISTORY_COLUMNS
+
+    cols = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),
+                                  check_exact=True)
 
 
 def write_tiny_cifar(root: Path, per_class_train: int = 10, per_class_test: int = 2,
