@@ -5,13 +5,12 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from hpstudy import bench
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT
 
 
 def _tiny_args(tmp_path, *extra):
@@ -48,13 +47,21 @@ def test_bench_writes_sane_json(tmp_path, monkeypatch, capsys):
     assert "train img/s" in table and "ours/ref" in table and "paper preset" in table
 
 
-def test_bench_script_and_cli_route_to_it(tmp_path):
+@pytest.mark.subprocess
+def test_bench_script_and_cli_route_to_it():
     """benchmarks/bench.py and ``python -m hpstudy bench`` reach the same main()."""
-    script = (ROOT / "benchmarks" / "bench.py").read_text()
-    assert "hpstudy.bench" in script and "main(" in script
-    out = subprocess.run([sys.executable, "-m", "hpstudy", "bench", "--help"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "--segments" in out.stdout and "--json" in out.stdout
+    def run(*args):
+        out = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    script = run(str(REPO_ROOT / "benchmarks" / "bench.py"), "--help")
+    cli = run("-m", "hpstudy", "bench", "--help")
+    for out in (script, cli):
+        assert out.startswith("usage: hpstudy bench")
+        assert "--segments" in out and "--json" in out and "--steps" in out
+    assert script == cli                      # one parser: the same main() behind both
 
 
 def test_bench_rejects_bad_options(tmp_path):

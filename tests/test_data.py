@@ -4,6 +4,9 @@ Real-data tests use the ``real_root`` fixture: they skip without HPSTUDY_DATA (C
 """
 from __future__ import annotations
 
+import hashlib
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,8 @@ from torch.utils.data import random_split
 
 from hpstudy import data as D
 from hpstudy.data import split_indices, stratified_subset
+
+from conftest import write_tiny_cifar
 
 realdata = pytest.mark.realdata
 
@@ -115,9 +120,6 @@ def test_load_tiny(tiny_root):
 
 
 def test_pixel_layout_is_rgb_planes(tmp_path):
-    from conftest import write_tiny_cifar
-    import pickle
-
     root = write_tiny_cifar(tmp_path)
     p = root / "cifar-100-python" / "train"
     raw = pickle.loads(p.read_bytes(), encoding="latin1")
@@ -163,13 +165,49 @@ def test_real_sizes_and_class_counts(real):
 
 
 @realdata
-def test_real_md5_mismatch_is_exposed(real):
+def test_real_md5_is_of_the_bytes_read(real, real_root):
+    # holds for the official release and for a re-pickled copy alike: no file's md5 is pinned
+    # except meta's, which every known copy shares with the official release
     desc = real.describe()
-    assert real.official is False
-    assert desc["matches"] == {"train": False, "test": False, "meta": True}
+    folder = real_root / "cifar-100-python"
+    for name in ("train", "test", "meta"):
+        md5 = desc["md5"][name]
+        assert len(md5) == 32 and all(ch in "0123456789abcdef" for ch in md5)
+        assert md5 == hashlib.md5((folder / name).read_bytes()).hexdigest()
+        assert desc["matches"][name] == (md5 == D.OFFICIAL_MD5[name])
     assert desc["md5"]["meta"] == D.OFFICIAL_MD5["meta"]
-    assert desc["md5"]["train"] == "e5c2dbb790764ce4f6ad07679a84d110"
-    assert desc["md5"]["test"] == "04367e295a5f57adce4400380162078b"
+    assert real.official == desc["official"] == all(desc["matches"].values())
+
+
+def test_official_is_computed_from_the_md5_of_the_bytes_read(tmp_path, monkeypatch):
+    root = write_tiny_cifar(tmp_path)
+    folder = root / "cifar-100-python"
+    own = {name: hashlib.md5((folder / name).read_bytes()).hexdigest()
+           for name in ("train", "test", "meta")}
+    d = D.load_cifar100(root, download_missing=False)
+    assert d.md5 == own
+
+    # the tiny files' own md5s as the "official" ones: the release is recognised
+    monkeypatch.setattr(D, "OFFICIAL_MD5", dict(own))
+    assert d.official is True
+    assert d.describe()["matches"] == {"train": True, "test": True, "meta": True}
+    assert d.describe()["official_md5"] == own
+
+    # one official md5 that differs: not official, and the mismatch is named per file
+    monkeypatch.setattr(D, "OFFICIAL_MD5", {**own, "train": "0" * 32})
+    assert d.official is False
+    assert d.describe()["matches"] == {"train": False, "test": True, "meta": True}
+
+    # the same content pickled differently is other bytes: no longer the "official" file
+    monkeypatch.setattr(D, "OFFICIAL_MD5", dict(own))
+    raw = pickle.loads((folder / "test").read_bytes(), encoding="latin1")
+    (folder / "test").write_bytes(pickle.dumps(raw, protocol=4))
+    d2 = D.load_cifar100(root, download_missing=False)
+    assert torch.equal(d2.test.x, d.test.x)                     # same images and labels
+    assert d2.md5["test"] == hashlib.md5((folder / "test").read_bytes()).hexdigest() != own["test"]
+    assert d2.official is False
+    assert d2.describe()["matches"] == {"train": True, "test": False, "meta": True}
+    assert d2.identity != d.identity
 
 
 @realdata

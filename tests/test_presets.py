@@ -1,5 +1,9 @@
 """Presets load whole and fail early, with file and line, on anything malformed."""
+import json
+import shlex
+
 import pytest
+import yaml
 
 from hpstudy import published
 from hpstudy.paths import params_dir
@@ -80,11 +84,23 @@ def test_yaml_11_exponent_gets_a_hint(tmp_path):
         load_preset(str(path))
 
 
-def test_unsafe_yaml_is_refused(tmp_path):
-    path = write(tmp_path, "studies: !!python/object/apply:os.system ['touch pwned']\n")
+@pytest.mark.subprocess          # the liveness check runs the payload's shell
+def test_unsafe_yaml_is_refused(tmp_path, monkeypatch):
+    # the payload touches an absolute path, and runs in tmp_path, so nothing it could do goes
+    # unnoticed (or lands in the repository)
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "pwned"
+    command = f"touch {shlex.quote(str(marker))}"
+    text = f"studies: !!python/object/apply:os.system [{json.dumps(command)}]\n"
+    path = write(tmp_path, text)
     with pytest.raises(PresetError, match=r"bad.yaml"):
         load_preset(str(path))
-    assert not (tmp_path / "pwned").exists()
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+    # the payload is live: an unrestricted loader does run it (so the test above can fail)
+    yaml.unsafe_load(text)
+    assert marker.exists()
 
 
 def test_unknown_preset_lists_known():
