@@ -28,7 +28,10 @@ from conftest import tiny_config
 # already drifts by up to 2e-2. What the checks catch: a wrong layout changes the first-step
 # loss; skipping every other optimizer step moved the epoch-2 val loss by 1.2e-2 (measured);
 # a mis-folded BatchNorm changes the folded logits (test_folded_evaluation_matches_the_model).
-FIRST_STEP_TOL = 1e-5    # absolute, loss of the first step (~4.6)
+# absolute, loss of the first step (~4.6), per init: PyTorch's fan-in init gives larger
+# activations, so channels_last and NCHW round apart further (measured 6.5e-5 on AVX512;
+# torchvision's init: below 1e-5)
+FIRST_STEP_TOL = {"torchvision": 1e-5, "pytorch": 3e-4}
 TRAIN_LOSS_TOL = 2e-2    # absolute, epoch-mean training loss
 VAL_LOSS_TOL = 5e-3      # absolute, validation loss
 ACC_TOL = 0.03           # absolute: 24 of the 800 training, 6 of the 200 validation images
@@ -70,13 +73,14 @@ def test_fast_path_with_mixup_matches_plain_path(tiny_env, monkeypatch):
     _close(fast, plain)
 
 
-def test_first_step_agrees(tiny_env):
+@pytest.mark.parametrize("init", ["pytorch", "torchvision"])
+def test_first_step_agrees(tiny_env, init):
     """The first step of both paths on the same batch: same loss to float32 rounding."""
     data = D.load_cifar100(download_missing=False)
     cpu = torch.device("cpu")
     losses = {}
     for cl in (True, False):
-        cfg = Config.from_dict(tiny_config(channels_last=cl))
+        cfg = Config.from_dict(tiny_config(channels_last=cl, init=init))
         tr, _ = D.prepare_data(cfg, data, cpu)
         model = T.build_model(cfg, cpu)
         opt = T.build_optimizer(cfg, model)
@@ -85,7 +89,7 @@ def test_first_step_agrees(tiny_env):
         assert x.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
         y = tr.split.fine[:100]
         losses[cl], _ = T.train_step(model, nn.CrossEntropyLoss(), opt, x, y, y, 1.0, device=cpu)
-    assert float(losses[True]) == pytest.approx(float(losses[False]), abs=FIRST_STEP_TOL)
+    assert float(losses[True]) == pytest.approx(float(losses[False]), abs=FIRST_STEP_TOL[init])
 
 
 def test_folded_evaluation_matches_the_model():

@@ -88,7 +88,7 @@ def test_initialisation_is_seeded():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-# --- initialisation: torchvision's re-init (default) or PyTorch's layer defaults ------------
+# --- initialisation: PyTorch's layer defaults (default) or torchvision's re-init ------------
 
 def _layers(m: nn.Module) -> list[nn.Module]:
     return [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
@@ -106,13 +106,17 @@ def test_both_initialisations_are_seeded(init):
     assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
 
 
-def test_torchvision_is_the_default_initialisation():
+def test_pytorch_is_the_default_initialisation():
+    """Chosen in benchmarks/INIT.md: no difference detected over 5 seeds; the report's
+    lineage (public CIFAR code keeping PyTorch's layer defaults) breaks the tie."""
+    from hpstudy.config import Config
+    assert Config().init == "pytorch"
     torch.manual_seed(5)
     a = MobileNet(100, 0.25).state_dict()
     torch.manual_seed(5)
-    b = MobileNet(100, 0.25, "torchvision").state_dict()
+    b = MobileNet(100, 0.25, "pytorch").state_dict()
     torch.manual_seed(5)
-    c = MobileNet(100, 0.25, "pytorch").state_dict()
+    c = MobileNet(100, 0.25, "torchvision").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
 
@@ -176,8 +180,7 @@ def test_initialisation_statistics():
 
 def test_unknown_initialisation_is_refused():
     from hpstudy.config import Config, ConfigError
-    assert Config().init == "torchvision"
-    assert Config.from_dict(init="pytorch").init == "pytorch"
+    assert Config.from_dict(init="torchvision").init == "torchvision"
     with pytest.raises(ConfigError, match=r"parameter 'init': allowed values: torchvision, pytorch"):
         Config.from_dict(init="xavier")
     with pytest.raises(ConfigError, match="'init'"):

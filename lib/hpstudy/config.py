@@ -54,7 +54,7 @@ class Config:
     split_seed: int = 0             # seed of the 40k/10k split (the report's Listing 1 uses 0)
     # model
     width: float = 1.0              # MobileNet width multiplier
-    init: str = "torchvision"       # torchvision (kaiming fan_out re-init) | pytorch (no re-init)
+    init: str = "pytorch"           # pytorch (layer defaults, as the report's lineage) | torchvision (kaiming fan_out re-init)
     # reproducibility and hardware
     seed: int = 0                   # weights init, shuffling, augmentation, mixup
     device: str = "auto"            # auto -> cuda, mps, cpu

@@ -29,7 +29,7 @@ class MobileNet(nn.Module):
     CIFAR code the report likely descends from does. Both draw from torch's global RNG, so
     seed it before construction for reproducible weights."""
 
-    def __init__(self, num_classes: int = 100, width: float = 1.0, init: str = "torchvision"):
+    def __init__(self, num_classes: int = 100, width: float = 1.0, init: str = "pytorch"):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
