@@ -3,7 +3,9 @@ HTML with embedded figures, the index."""
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -176,3 +178,45 @@ def test_ctrl_c_stops_the_report_and_keeps_finished_epochs(tiny_root, tmp_path):
     assert kept >= 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["studies"][0]["status"] == "interrupted"
+
+
+TINY_PRESET = ("description: tiny\n"
+               "common: {width: 0.25, epochs: 1, device: cpu, n_val: null, n_train: 200,"
+               " seeds: [0, 1]}\nstudies:\n  data: {n_samples: 8}\n")
+
+
+def engines_left() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "raylet" in line or "gcs_server" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("executor, extra", [("ray", []),
+                                             ("slurm", ["--slurm-cluster", "local", "--time", "30"])])
+def test_report_through_an_engine_renders_every_page(tiny_root, tmp_path, executor, extra):
+    """`hpstudy report --executor ray` (a local Ray on loopback, started and stopped by the
+    command) and `--executor slurm` (submitit's local executor) train the plan on a fresh
+    store and render every page from it."""
+    pytest.importorskip("ray" if executor == "ray" else "submitit")
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(TINY_PRESET)
+    out, runs = tmp_path / "reports", tmp_path / "runs"
+    # Ray's session sockets must fit AF_UNIX's 107 bytes: a short temporary folder, removed here
+    short = tempfile.mkdtemp(prefix="hpr-", dir="/tmp")
+    try:
+        p = hpstudy("report", "--preset", str(preset), "--out", str(out), "--runs", str(runs),
+                    "--data-root", str(tiny_root), "--executor", executor, *extra,
+                    env={**os.environ, "TMPDIR": short})
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["studies"]] == ["ok"] * len(STUDIES)
+    for study in STUDIES.values():
+        assert (out / f"{Path(study.notebook).stem}.html").exists()
+    # every run was trained by the engine: the notebooks only read the store
+    assert "14 runs, 0 finished" in p.stdout and "finished: 14 done" in p.stdout
+    assert "training (" not in "".join(
+        (out / f"{Path(s.notebook).stem}.ipynb").read_text() for s in STUDIES.values())
+    assert not engines_left()
