@@ -7,6 +7,7 @@ wall-clock ``seconds``) and weights.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import shutil
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -25,24 +25,13 @@ import hpstudy
 from hpstudy import DataError, StoreError
 from hpstudy import data as D
 from hpstudy import runs as R
+from hpstudy import train as T
 from hpstudy.cli import main as cli_main
-from hpstudy.metrics import HISTORY_COLUMNS
 
-from conftest import tiny_config, write_tiny_cifar
+from conftest import REPO_ROOT, quiet, same_history, tiny_config, write_tiny_cifar
 
-REPO = Path(__file__).resolve().parents[1]
 # 4 epochs of 4 steps: long enough to be caught mid-run, short enough for a shared CPU
 FAULT = tiny_config(epochs=4, n_train=400)
-
-
-def quiet(_):
-    pass
-
-
-def same_history(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    cols = [c for c in HISTORY_COLUMNS if c != "seconds"]
-    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),
-                                  check_exact=True)
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -96,7 +85,7 @@ def start(cmd: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Popen, 
     out = tmp_path / f"{name}.log"
     # SIGINT may be ignored by whatever started pytest (a background job); the child must
     # get Python's default Ctrl-C handling, as in a terminal
-    p = subprocess.Popen(cmd, cwd=REPO, stdout=open(out, "wb"), stderr=subprocess.STDOUT,
+    p = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=open(out, "wb"), stderr=subprocess.STDOUT,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"},
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return p, out
@@ -126,6 +115,7 @@ def wait_mid_run(p: subprocess.Popen, log: Path, store: Path, timeout: float = 2
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_resume_after_sigkill(reference, cfg, store, tmp_path):
     p, log = start(train_cmd(cfg, store), tmp_path, "killed")
     d = wait_mid_run(p, log, store)
@@ -148,6 +138,7 @@ def test_resume_after_sigkill(reference, cfg, store, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigint_exits_cleanly_and_resumes(reference, cfg, store, tmp_path):
     p, log = start(train_cmd(cfg, store), tmp_path, "interrupted")
     d = wait_mid_run(p, log, store)
@@ -183,6 +174,7 @@ sys.exit(hpstudy.cli.main(sys.argv[4:]))
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_runners_on_one_run(reference, cfg, tiny_root, store, tmp_path):
     data = D.load_cifar100(tiny_root)
     h = R.run_hash(R.resolved_config(hpstudy.Config.from_dict(cfg)), data.identity)
@@ -333,26 +325,51 @@ def test_damaged_config_json_is_named_and_rewritten(reference, cfg, store):
     check_final(r, reference)
 
 
-# lr=20 diverges in epoch 2 here (measured): the checkpoint holds epoch 1 only, so "rebuilding"
-# the history from it would silently drop the diverged epoch
-DIVERGES = tiny_config(lr=20.0, epochs=4, n_train=400)
+# A run that diverges in epoch 2: the checkpoint holds epoch 1 only, so "rebuilding" the
+# history from it would silently drop the diverged epoch; the store resumes it instead, and it
+# diverges again at the same epoch. Where a large lr diverges depends on rounding: lr=20
+# (measured, torchvision init) diverged in epoch 2 with AVX-512 kernels and 2 threads, in
+# epoch 4 with AVX2 kernels and 2 threads, and not at all with AVX-512 and 1 thread. So a
+# tame lr trains, and the weights are set to NaN when epoch 2 starts: the loop's own check
+# stops the run there, on every machine.
+DIVERGES = tiny_config(lr=0.02, epochs=4, n_train=400)
+
+
+def nan_weights_in_epoch_2(m: pytest.MonkeyPatch) -> None:
+    real = T.train_one_epoch
+    signature = inspect.signature(real)
+
+    def patched(*args, **kwargs):
+        arg = signature.bind(*args, **kwargs).arguments
+        if arg["epoch"] == 1:                      # 0-based: the second epoch
+            with torch.no_grad():
+                for w in arg["model"].parameters():
+                    w.fill_(float("nan"))
+        return real(*args, **kwargs)
+
+    m.setattr(T, "train_one_epoch", patched)
 
 
 @pytest.fixture(scope="module")
 def diverged(tiny_root, tmp_path_factory) -> R.Run:
     root = tmp_path_factory.mktemp("diverged_store")
-    r = hpstudy.run({**DIVERGES, "data_root": str(tiny_root)}, root=root, log=quiet)
-    assert r.status == "diverged"
+    with pytest.MonkeyPatch.context() as m:
+        nan_weights_in_epoch_2(m)
+        r = hpstudy.run({**DIVERGES, "data_root": str(tiny_root)}, root=root, log=quiet)
+    assert r.status == "diverged" and list(r.history["epoch"]) == [1, 2]
+    assert R.load_checkpoint(r.dir / "checkpoint.pt")["epoch"] == 1
     return r
 
 
 @pytest.mark.parametrize("how", ["cut", "garbage"])
-def test_damaged_history_of_a_diverged_run_is_not_made_up(diverged, tiny_env, store, how):
+def test_damaged_history_of_a_diverged_run_is_not_made_up(diverged, tiny_env, store, how,
+                                                          monkeypatch):
     first = R.Run.load(copy_run(diverged, store))
     cfg = DIVERGES
     p = first.dir / "history.csv"
     p.write_bytes(p.read_bytes()[:-10] if how == "cut" else b"\x00garbage\n")
     logs = []
+    nan_weights_in_epoch_2(monkeypatch)            # what made it diverge, again on resuming
     again = hpstudy.run(cfg, log=logs.append)
     assert any(str(p) in s for s in logs if s.startswith("warning:"))
     assert again.status == "diverged"
@@ -362,6 +379,7 @@ def test_damaged_history_of_a_diverged_run_is_not_made_up(diverged, tiny_env, st
 
 # --- weights_only: a pickle in the store cannot run code -------------------------------------
 
+@pytest.mark.subprocess          # the liveness check runs the payload's shell
 def test_malicious_pickles_are_refused(reference, tmp_path):
     marker = tmp_path / "pwned"
     legacy = tmp_path / "legacy.pt"
