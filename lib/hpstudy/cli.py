@@ -4,51 +4,26 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import typing
 from pathlib import Path
 
-import yaml
 
-from .config import ConfigError
+from .config import Config, ConfigError, read_text
 from .dispatch import DEFAULT_EXECUTOR, EXECUTORS
 from .presets import PresetError
 from .studies import STUDIES
 
 
 def _parse_assignments(items: list[str]) -> dict:
-    """``KEY=VALUE`` words -> values, read by the type of the Config field.
-
-    YAML alone misreads two common command-line forms: ``lr=1e-4`` (YAML 1.1 has no float
-    without a dot, so it is text) and ``compile=on|off`` (booleans in YAML 1.1). A float field
-    takes any number Python reads; a text field keeps the text as written. Unknown keys are
-    passed on for Config to reject by name.
-    """
-    import typing
-
-    from .config import Config
-
+    """``KEY=VALUE`` words -> values, read by the type of the Config field (``read_text``).
+    Unknown keys are passed on for Config to reject by name."""
     hints = typing.get_type_hints(Config)
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        key = key.strip()
-        hint, optional = hints.get(key), False
-        if typing.get_origin(hint) is typing.Union:
-            optional = type(None) in typing.get_args(hint)
-            hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
-        if value == "" or (optional and value in ("null", "None", "~")):
-            out[key] = None
-        elif hint is str:
-            out[key] = value
-        else:
-            v = yaml.safe_load(value)
-            if hint is float and isinstance(v, str):
-                try:
-                    v = float(v)
-                except ValueError:
-                    pass
-            out[key] = v
+        out[key.strip()] = read_text(value, hints.get(key.strip()))
     return out
 
 

@@ -10,7 +10,9 @@ import dataclasses
 import difflib
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import yaml
 
 
 class ConfigError(ValueError):
@@ -172,3 +174,28 @@ def coerce(key: str, value, hint):
         # nan passes no comparison and inf passes "> 0": both would train garbage
         raise ConfigError(f"parameter {key!r}: must be a finite number, got {value!r}", key)
     return float(value) if hint is float else value
+
+
+def read_text(text: str, hint=None):
+    """A value typed on a command line, read by the type it is for.
+
+    YAML alone misreads two common forms: ``1e-4`` (YAML 1.1 has no float without a dot, so it
+    is text) and ``on``/``off`` (booleans in YAML 1.1). A float takes any number Python reads;
+    a text field keeps the text as written; ``null``/``None``/``~``/empty is None where None is
+    allowed. Anything else is YAML, and ``coerce`` later rejects what does not fit, by name.
+    """
+    optional = False
+    if typing.get_origin(hint) is typing.Union:
+        optional = type(None) in typing.get_args(hint)
+        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    if text == "" or (optional and text in ("null", "None", "~")):
+        return None
+    if hint is str:
+        return text
+    value = yaml.safe_load(text)
+    if hint is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return value

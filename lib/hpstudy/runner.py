@@ -17,12 +17,11 @@ from pathlib import Path
 
 import nbformat
 import papermill as pm
-import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbconvert import HTMLExporter
 
 from . import dispatch, index
-from .config import ConfigError
+from .config import ConfigError, read_text
 from .paths import notebooks_dir, project_root
 from .plan import format_plan, plan, runs_of, study_parameters
 from .presets import PresetError, load_preset
@@ -126,18 +125,12 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
 
 
 def parse_overrides(pairs) -> dict:
-    """``-p KEY VALUE`` pairs, values read as YAML (papermill's ``-p`` reads them the same way;
-    a float such as 1e-4 that YAML 1.1 reads as text is taken as the number)."""
-    out = {}
-    for k, v in pairs or []:
-        value = yaml.safe_load(v)
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        out[k] = value
-    return out
+    """``-p KEY VALUE`` pairs, each read by the type some study gives the key
+    (``config.read_text``: ``1e-4`` is a number, ``null`` is None where None is allowed)."""
+    hints = {}
+    for s in STUDIES.values():
+        hints.update(s.keys)
+    return {k: read_text(v, hints.get(k)) for k, v in pairs or []}
 
 
 def main(args) -> int:

@@ -18,8 +18,6 @@ import json
 import math
 import os
 import signal
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
