@@ -18,8 +18,8 @@ from hpstudy.studies import STUDIES
 from conftest import REPO_ROOT as ROOT
 
 
-def hpstudy(*args, env=None, timeout=900):
-    return subprocess.run([sys.executable, "-m", "hpstudy", *args], cwd=ROOT, env=env,
+def hpstudy(*args, env=None, timeout=900, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "hpstudy", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -204,10 +204,13 @@ def test_report_through_an_engine_renders_every_page(tiny_root, tmp_path, execut
     out, runs = tmp_path / "reports", tmp_path / "runs"
     # Ray's session sockets must fit AF_UNIX's 107 bytes: a short temporary folder, removed here
     short = tempfile.mkdtemp(prefix="hpr-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "HPSTUDY_RUNS"}
     try:
-        p = hpstudy("report", "--preset", str(preset), "--out", str(out), "--runs", str(runs),
+        # no --runs: the default store ./runs is the one of the directory the command runs
+        # in, for the plan, the engine and the notebooks (which run in notebooks/) alike
+        p = hpstudy("report", "--preset", str(preset), "--out", str(out),
                     "--data-root", str(tiny_root), "--executor", executor, *extra,
-                    env={**os.environ, "TMPDIR": short})
+                    env={**env, "TMPDIR": short}, cwd=tmp_path)
     finally:
         shutil.rmtree(short, ignore_errors=True)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -217,6 +220,7 @@ def test_report_through_an_engine_renders_every_page(tiny_root, tmp_path, execut
         assert (out / f"{Path(study.notebook).stem}.html").exists()
     # every run was trained by the engine: the notebooks only read the store
     assert "14 runs, 0 finished" in p.stdout and "finished: 14 done" in p.stdout
+    assert len(list(runs.glob("*/model.pt"))) == 14
     assert "training (" not in "".join(
         (out / f"{Path(s.notebook).stem}.ipynb").read_text() for s in STUDIES.values())
     assert not engines_left()

@@ -82,11 +82,12 @@ def cmd_report(args) -> int:
 
 def _plan(args):
     from .plan import plan, study_parameters
+    from .runs import store_root
     from .presets import load_preset
     from .runner import parse_overrides
 
     preset = load_preset(args.preset)
-    extra = {"runs_root": str(Path(args.runs).resolve())} if args.runs else {}
+    extra = {"runs_root": str(store_root(args.runs))}
     params = study_parameters(preset, list(args.studies or STUDIES), parse_overrides(args.param),
                               extra)
     return preset, plan(params, args.runs)

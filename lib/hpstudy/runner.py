@@ -25,7 +25,8 @@ from .config import ConfigError, read_text
 from .paths import notebooks_dir, project_root
 from .plan import format_plan, plan, runs_of, study_parameters
 from .presets import PresetError, load_preset
-from .runs import stored_status
+from .data import resolve_root
+from .runs import store_root, stored_status
 from .studies import STUDIES
 
 KERNEL_NAME = "hpstudy"
@@ -144,18 +145,17 @@ def main(args) -> int:
     if unknown:
         print(f"error: unknown study {unknown[0]!r}; studies: {', '.join(STUDIES)}", file=sys.stderr)
         return 2
-    extra = {}
-    if args.runs:
-        extra["runs_root"] = str(Path(args.runs).resolve())
-    if args.data_root:
-        extra["data_root"] = str(Path(args.data_root).resolve())
+    # absolute paths: the notebooks run in notebooks/, where a relative default would point
+    # at another store (and another data folder) than the plan's
+    extra = {"runs_root": str(store_root(args.runs)),
+             "data_root": str(resolve_root(args.data_root))}
     executor = args.executor
     no_train = bool(args.no_train)
     if no_train or executor != "inline":
         extra["no_train"] = True   # notebooks render from the store
     # every study's parameters, checked before anything trains or renders
     params = study_parameters(preset, studies, parse_overrides(args.param), extra)
-    planned = plan(params, args.runs)
+    planned = plan(params, extra["runs_root"])
     out = Path(args.out or project_root() / "reports" / preset.name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     kernel = ensure_kernel(args.kernel)
@@ -199,7 +199,7 @@ def main(args) -> int:
             labels = {r.hash: r.label() for r in todo}
             render_ready()
             if cfgs:
-                dispatch.execute(cfgs, executor, root=args.runs, jobs=args.jobs,
+                dispatch.execute(cfgs, executor, root=extra["runs_root"], jobs=args.jobs,
                                  address=args.address, runs_per_gpu=args.runs_per_gpu,
                                  slurm=slurm_options(args), labels=labels,
                                  on_done=lambda h, st: render_ready())
