@@ -14,10 +14,15 @@ REAL_DATA = os.environ.get("HPSTUDY_DATA")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def pytest_configure(config):
-    # registered here rather than in pyproject.toml; select with -m subprocess / -m "not subprocess"
-    config.addinivalue_line(
-        "markers", "subprocess: starts a child process (python, a shell or a kernel)")
+# Fixtures that start a Jupyter kernel or a process: a test that uses one is marked
+# ``subprocess`` here, once, rather than by hand in each file (pyproject.toml registers it).
+STARTS_PROCESSES = {"execute", "executed"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if STARTS_PROCESSES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.subprocess)
 
 
 def quiet(_message: str) -> None:

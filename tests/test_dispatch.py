@@ -27,18 +27,7 @@ from hpstudy.train import HISTORY_COLUMNS
 from conftest import tiny_config
 
 
-def _register_markers() -> None:
-    # pytest calls pytest_configure in conftest files and plugins only, never in a test
-    # module; the marks below are applied while this module is imported, so register here
-    config = getattr(pytest.mark, "_config", None)
-    if config is not None and not any(line.split(":")[0].split("(")[0].strip() == "subprocess"
-                                      for line in config.getini("markers")):
-        config.addinivalue_line("markers", "subprocess: starts processes or servers")
-
-
-_register_markers()
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT as REPO  # noqa: E402
 SHORT = tiny_config(n_train=200)                      # 2 epochs of 2 steps
 LONG = tiny_config(n_train=200, epochs=4, lr=0.1)     # long enough to be caught mid-run
 

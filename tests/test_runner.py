@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 
 from hpstudy.studies import STUDIES
 

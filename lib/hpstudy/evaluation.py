@@ -16,8 +16,9 @@ from torch import nn
 
 from . import data as D
 from .config import Config
-from .train import (Batches, default_eval_batch_size, predict, resolve_device,
-                    resolve_precision)
+from .data import Batches
+from .device import default_eval_batch_size, resolve_device, resolve_precision
+from .train import predict
 
 
 # --- a study's runs --------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import pandas as pd
 
 from .config import Config, ConfigError
 from .presets import Preset, study_params
-from .runs import locate, stored_status
+from .metrics import HISTORY_COLUMNS
+from .runs import locate, run_busy, stored_status
 from .studies import STUDIES, Params, STUDY_ALIASES, check_key, study, validate
 
 FULL_TRAIN = 40_000   # images in the training split when n_train is None
@@ -63,6 +64,8 @@ class PlannedRun:
     uses: list = field(default_factory=list)   # (study, setting label, seed)
     status: str = "missing"
     epochs_done: int = 0
+    last_val_acc: float | None = None   # of the last finished epoch
+    where: str = ""                     # who trains it now (the lock's holder), if anyone
 
     @property
     def epochs(self) -> int:
@@ -89,19 +92,36 @@ class PlannedRun:
 
     def row(self) -> dict:
         return {"hash": self.hash, "state": self.state(), "epochs_done": self.epochs_done,
+                "last_val_acc": self.last_val_acc, "where": self.where,
                 "epochs": self.epochs, "cost_images": self.cost,
                 "uses": [f"{s} {lab} seed {seed}" for s, lab, seed in self.uses],
                 "config": self.config.to_dict(), "dir": str(self.dir)}
 
 
-def epochs_done(d: Path) -> int:
+def progress(d: Path) -> tuple[int, float | None]:
+    """Epochs finished and the last one's validation accuracy, from ``history.csv``."""
     h = d / "history.csv"
-    if not h.exists():
-        return 0
     try:
-        return max(0, sum(1 for line in h.read_text().splitlines() if line.strip()) - 1)
+        lines = [line for line in h.read_text().splitlines() if line.strip()]
     except OSError:
-        return 0
+        return 0, None
+    if len(lines) < 2:
+        return 0, None
+    try:
+        last = float(lines[-1].split(",")[HISTORY_COLUMNS.index("val_acc")])
+    except (ValueError, IndexError):
+        last = None
+    return len(lines) - 1, last
+
+
+def holder(d: Path) -> str:
+    """``pid N on HOST`` of the process training the run now, or ''."""
+    if not run_busy(d):
+        return ""
+    try:
+        return (d / "lock").read_text().strip() or "busy"
+    except OSError:
+        return "busy"
 
 
 def plan(params: dict[str, Params], root: str | os.PathLike | None = None) -> list[PlannedRun]:
@@ -118,7 +138,8 @@ def plan(params: dict[str, Params], root: str | os.PathLike | None = None) -> li
             pr.uses.append((name, lab, seed))
     for pr in by_hash.values():
         pr.status = stored_status(pr.dir)
-        pr.epochs_done = epochs_done(pr.dir)
+        pr.epochs_done, pr.last_val_acc = progress(pr.dir)
+        pr.where = holder(pr.dir) if pr.status not in ("missing", "done", "diverged") else ""
     return sorted(by_hash.values(), key=lambda r: (-r.cost, r.hash))
 
 
@@ -127,11 +148,17 @@ def runs_of(study_name: str, planned: list[PlannedRun]) -> list[PlannedRun]:
 
 
 def format_plan(planned: list[PlannedRun], seconds_per_image: float | None = None) -> str:
-    """A fixed-width table: one line per run."""
-    lines = [f"{'hash':<12}  {'state':<28} {'epochs':>7} {'images':>11}  uses"]
+    """A fixed-width table: one line per run, with its last validation accuracy, who trains
+    it now and, given a measured rate, how long it still needs."""
+    lines = [f"{'hash':<12}  {'state':<28} {'epochs':>7} {'images':>11} {'val acc':>8} "
+             f"{'eta':>7}  uses"]
     for r in planned:
-        lines.append(f"{r.hash:<12}  {r.state():<28} {r.epochs:>7} {r.cost:>11,}  "
-                     + "; ".join(f"{s} {lab} seed {seed}" for s, lab, seed in r.uses))
+        acc = f"{100 * r.last_val_acc:7.2f}%" if r.last_val_acc is not None else f"{'':>8}"
+        left = 0 if r.finished else r.cost * (1 - r.epochs_done / r.epochs)
+        eta = f"{left * seconds_per_image / 60:6.1f}m" if seconds_per_image and left else f"{'':>7}"
+        lines.append(f"{r.hash:<12}  {r.state():<28} {r.epochs:>7} {r.cost:>11,} {acc} {eta}  "
+                     + "; ".join(f"{s} {lab} seed {seed}" for s, lab, seed in r.uses)
+                     + (f"  [{r.where}]" if r.where else ""))
     todo = sum(r.cost * (1 - r.epochs_done / r.epochs) for r in planned if not r.finished)
     tail = f"{len(planned)} runs, {sum(r.finished for r in planned)} finished; " \
            f"{todo:,.0f} training images to go"

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .train import fit
 
 # 2: "device" and "compile" left the hash (version 1 hashed them).
 HASH_VERSION = 2
+HOST = socket.gethostname()
 FINAL = ("done", "diverged")
 # Keys that change speed, location or the machine but not the numbers a run produces. A run is
 # found by its hash on whatever machine asks: a CPU head rendering the runs a GPU worker
@@ -75,7 +77,8 @@ def run_hash(resolved: dict, data_identity: str) -> str:
 # --- atomic files ----------------------------------------------------------------------------
 
 def atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # host and pid: two machines sharing a store (NFS) never write the same temporary file
+    tmp = path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(payload)
         f.flush()
@@ -213,7 +216,7 @@ def run_lock(d: Path, log=print):
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()}")
+        f.write(f"pid {os.getpid()} on {HOST}")
         f.flush()
         try:
             yield
