@@ -17,6 +17,7 @@ import typing
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .data import beta_pdf
@@ -121,6 +122,17 @@ def _mark_divergence(ax, diverged: int, xmax: int, color="crimson"):
                 bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, alpha=0.85))
 
 
+def _finish_panels(axes, metrics, xmax: int) -> None:
+    """Axes, titles and limits of a panel per metric; panels beyond the metrics are hidden."""
+    for ax, m in zip(axes.flat, metrics):
+        _style(ax, m, xmax)
+        if m.endswith("acc"):
+            ax.set_ylim(bottom=0)
+        ax.set_title(METRIC_LABELS.get(m, m))
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+
+
 def _widths(n: int) -> list:
     """Line widths, thickest first, so a run hidden under an identical later one still shows."""
     return [1.6 + 2.0 * (n - 1 - i) / max(n - 1, 1) if n > 1 else 1.8 for i in range(n)]
@@ -181,12 +193,7 @@ def compare_runs(runs, title: str | None = None,
             div = diverged_at(r)
             name = label + (f"  (diverged at epoch {div})" if div is not None else "")
             _plot_metric(ax, hist[label], m, color, name, diverged=div, linewidth=lw)
-        _style(ax, m, xmax)
-        if m.endswith("acc"):
-            ax.set_ylim(bottom=0)
-        ax.set_title(METRIC_LABELS.get(m, m))
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.set_visible(False)
+    _finish_panels(axes, metrics, xmax)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
                frameon=False)
@@ -450,13 +457,7 @@ def seed_curves(long: pd.DataFrame,
                          palette=palette, estimator="mean", errorbar=("pi", 100),
                          err_kws={"alpha": 0.2, "linewidth": 0}, linewidth=1.8, ax=ax,
                          legend=False)
-        _style(ax, m, xmax)
-        if m.endswith("acc"):
-            ax.set_ylim(bottom=0)
-        ax.set_title(METRIC_LABELS.get(m, m))
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.set_visible(False)
-    from matplotlib.lines import Line2D
+    _finish_panels(axes, metrics, xmax)
     handles = [Line2D([], [], color=palette[s], linewidth=1.8) for s in settings]
     if handles:
         fig.legend(handles, [str(s) for s in settings], loc="outside lower center",
