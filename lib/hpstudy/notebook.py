@@ -108,7 +108,7 @@ class Session:
 
     def forest(self):
         return plots.forest(readings.forest_rows(self.summary),
-                            title=f"difference to `{self.p.baseline().label}`, 95% interval "
+                            title=f"difference to {self.p.baseline().label}, 95% interval "
                                   f"over {len(self.p.seeds)} paired seeds")
 
     # --- reading -----------------------------------------------------------------------------
