@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Config
+from .plan import cost
 
 EXECUTORS = ("inline", "local", "ray", "slurm")
 DEFAULT_EXECUTOR = "local"
-FULL_TRAIN = 40_000           # images of the training split: the cost of n_train=None
 RAY_MAX_RETRIES = 3           # a worker that dies is retried this often (the run resumes)
 # Test hook: a Ray task whose run had not reached this epoch when it started kills its own
 # worker (SIGKILL) once that epoch is stored, to show that Ray's retry resumes the run.
@@ -72,7 +72,7 @@ class Item:
 
     @property
     def cost(self) -> int:
-        return self.config.epochs * (self.config.n_train or FULL_TRAIN)
+        return cost(self.config)
 
 
 def _plan(configs, root: Path, labels: dict | None) -> list[Item]:

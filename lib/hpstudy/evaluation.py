@@ -6,7 +6,6 @@ accuracy per superclass and the most confused (true, predicted) class pairs.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,13 +21,6 @@ from .train import predict
 
 
 # --- a study's runs --------------------------------------------------------------------------
-
-def _finite(v) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
 
 def diverged_at(run) -> int | None:
     """Epoch (1-based) at which a run's loss stopped being finite, or None if it never did.

@@ -22,6 +22,12 @@ from .studies import STUDIES, Params, STUDY_ALIASES, check_key, study, validate
 FULL_TRAIN = 40_000   # images in the training split when n_train is None
 
 
+def cost(cfg: Config) -> int:
+    """Training images a run processes (epochs x training images): what orders the plan and
+    the dispatch, longest first."""
+    return cfg.epochs * (cfg.n_train or FULL_TRAIN)
+
+
 def route_overrides(studies: list[str], overrides: dict) -> dict[str, dict]:
     """Which ``-p`` override goes to which study. A key goes to every selected study that takes
     it; one that no selected study takes, or that sets what a selected study varies (``lr`` for
@@ -74,7 +80,7 @@ class PlannedRun:
     @property
     def cost(self) -> int:
         """Training images to process: epochs x training images (the scheduling order)."""
-        return self.config.epochs * (self.config.n_train or FULL_TRAIN)
+        return cost(self.config)
 
     @property
     def finished(self) -> bool:
