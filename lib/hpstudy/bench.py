@@ -1,26 +1,28 @@
 """Training and evaluation throughput: the library's path against the report's pipeline.
 
-``hpstudy bench`` (or ``python benchmarks/bench.py``) runs, in one process, alternating
-segments of
+``hpstudy bench`` (or ``python benchmarks/bench.py``) alternates segments of
 
-* **reference**: the report's own pipeline: a Dataset yielding PIL images (as torchvision's
-  CIFAR100 does: uint8 HWC array -> ``PIL.Image.fromarray``), ``Compose([RandomHorizontalFlip(),
-  RandomCrop(32, padding=4), ToTensor(), Normalize(...)])``, ``DataLoader(batch_size=128,
-  shuffle=True, num_workers=2)``, the same MobileNet in default NCHW fp32 form, plain
-  ``SGD(momentum=0.9)`` and cross-entropy, with the usual per-step ``loss.item()`` and
-  accuracy bookkeeping of such a loop;
+* **reference**: the report's own pipeline (``report_pipeline``: PIL images through
+  torchvision transforms, ``DataLoader(batch_size=128, shuffle=True, num_workers=2)``, the
+  same MobileNet in default NCHW fp32, plain ``SGD(momentum=0.9)``, per-step ``loss.item()``
+  and accuracy bookkeeping), by default in an interpreter of its own (``--reference
+  process``), as a user runs the report's script: none of the library's process-wide settings
+  (its malloc tuning) reach it;
 * **ours**: exactly what ``hpstudy.train.fit`` (and so ``runs.run``) trains with:
   ``data.prepare_data`` / ``build_model`` / ``build_optimizer`` / ``train_one_epoch`` /
   ``evaluate`` under ``device.run_settings`` (the per-process settings ``fit`` applies).
 
 Segments alternate (reference, ours, reference, ...) so that drift of a shared machine falls on
-both. The reference's DataLoader workers are persistent, so worker start-up is not counted,
-but each segment is one bounded pass (a sampler of exactly that segment's images): when it
-ends the workers go idle, so they neither prefetch batches for free nor take the cores from
-ours' segment. Filling the first batches is counted, as at the start of every epoch of the
-report's loop. On the CPU, ours'
-first step tunes glibc malloc as ``fit`` does; that is process-wide, so the reference gets it
-too (``--allocator default`` leaves malloc alone for both). Results: benchmarks/RESULTS.md.
+both; each is timed where it runs, and the reference process waits for the next request while
+ours runs. The reference's DataLoader workers are persistent, so worker start-up is not
+counted, but each segment is one bounded pass (a sampler of exactly that segment's images):
+when it ends the workers go idle, so they neither prefetch batches for free nor take the cores
+from ours' segment. Filling the first batches is counted, as at the start of every epoch of
+the report's loop. ``--reference inline`` runs it in this process instead, where ours' malloc
+tuning speeds it up too (``--allocator default`` leaves malloc alone).
+
+``--plan PRESET`` measures at the study level instead (``bench_study``). Results:
+benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -30,23 +32,25 @@ import datetime
 import json
 import math
 import os
-import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from . import bench_study
 from . import data as D
+from . import report_pipeline as RP
 from . import train as T
 from .config import Config
-from .device import (allocator_tuned, default_eval_batch_size, resolve_compile, resolve_device,
-                     resolve_precision, run_settings)
-from .model import MobileNet, count_parameters
+from .device import (allocator_tuned, cpu_name, default_eval_batch_size, resolve_compile,
+                     resolve_device, resolve_precision, run_settings)
+from .dispatch import DEFAULT_EXECUTOR, EXECUTORS
+from .model import count_parameters
 
 PAPER_EPOCHS = 5 * 300 + 3 * 15      # the `paper` preset: five 300-epoch runs, three 15-epoch runs
 EPOCH_TRAIN, EPOCH_VAL = 40000, 10000
@@ -77,38 +81,6 @@ def load_data(root: str | None) -> tuple[D.CIFAR100, str]:
             if len(data.train) == 50000:
                 return data, f"CIFAR-100 ({data.root})"
     return synthetic_cifar(), "synthetic uint8 (50000, 3, 32, 32)"
-
-
-class PILImages(torch.utils.data.Dataset):
-    """What torchvision's CIFAR100 does per item: HWC uint8 -> PIL image -> transform."""
-
-    def __init__(self, x_hwc: np.ndarray, labels: np.ndarray, transform):
-        self.x, self.y, self.transform = x_hwc, labels, transform
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
-
-
-class Bounded(torch.utils.data.Sampler):
-    """Indices of one segment: ``count`` of them, shuffled or in order; set before ``iter``."""
-
-    def __init__(self, n: int, shuffle: bool, generator: torch.Generator):
-        self.n, self.shuffle, self.generator, self.count, self.start = n, shuffle, generator, 0, 0
-
-    def __iter__(self):
-        if self.shuffle:
-            return iter(torch.randperm(self.n, generator=self.generator)[: self.count].tolist())
-        idx = [(self.start + i) % self.n for i in range(self.count)]
-        self.start = (self.start + self.count) % self.n
-        return iter(idx)
-
-    def __len__(self):
-        return self.count
 
 
 # --- measurements ----------------------------------------------------------------------------
@@ -175,72 +147,134 @@ def _reset_hwm() -> bool:
         return False
 
 
-def sync(device: torch.device) -> None:
+def _now(device: torch.device) -> float:
+    """A clock reading after the device's queued work is done."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 class Reference:
-    """The report's pipeline, one object per process (persistent workers)."""
+    """The report's pipeline (``report_pipeline``) cut into segments: persistent DataLoader
+    workers, each segment one bounded pass (its workers idle between segments)."""
 
-    def __init__(self, data: D.CIFAR100, tr: torch.Tensor, va: torch.Tensor, width: float,
-                 batch_size: int, device: torch.device, seed: int = 0):
-        from torchvision import transforms
-
+    def __init__(self, data: D.CIFAR100, width: float, batch_size: int, device: torch.device,
+                 seed: int = 0):
         self.device = device
-        norm = transforms.Normalize(D.PUBLISHED_MEAN, D.PUBLISHED_STD)
-        train_tf = transforms.Compose([transforms.RandomHorizontalFlip(),
-                                       transforms.RandomCrop(32, padding=4),
-                                       transforms.ToTensor(), norm])
-        eval_tf = transforms.Compose([transforms.ToTensor(), norm])
-        hwc = data.train.x.permute(0, 2, 3, 1).contiguous().numpy()
-        y = data.train.fine.numpy()
-        tr, va = tr.numpy(), va.numpy()
+        n = len(data.train)
+        tr, va = D.split_indices(n, D.default_n_val(n), 0)
+        train_tf, eval_tf = RP.transforms_for(D.PUBLISHED_MEAN, D.PUBLISHED_STD)
         pin = device.type == "cuda"
         g = torch.Generator().manual_seed(seed)
         kw = dict(batch_size=batch_size, num_workers=2, persistent_workers=True, pin_memory=pin)
         # shuffle=True is a RandomSampler; Bounded is the same draw, cut to one segment
-        self.train_sampler = Bounded(len(tr), True, g)
-        self.eval_sampler = Bounded(len(va), False, g)
+        self.train_sampler = RP.Bounded(len(tr), True, g)
+        self.eval_sampler = RP.Bounded(len(va), False, g)
         self.train_loader = torch.utils.data.DataLoader(
-            PILImages(hwc[tr], y[tr], train_tf), sampler=self.train_sampler, drop_last=True, **kw)
-        self.eval_loader = torch.utils.data.DataLoader(PILImages(hwc[va], y[va], eval_tf),
-                                                       sampler=self.eval_sampler, **kw)
+            RP.PILImages(*RP.images(data, tr), train_tf), sampler=self.train_sampler,
+            drop_last=True, **kw)
+        self.eval_loader = torch.utils.data.DataLoader(
+            RP.PILImages(*RP.images(data, va), eval_tf), sampler=self.eval_sampler, **kw)
         torch.manual_seed(seed)
-        self.model = MobileNet(D.NUM_CLASSES, width).to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
-        self.criterion = nn.CrossEntropyLoss()
+        cfg = Config.from_dict(dict(width=width, batch_size=batch_size, lr=0.05, momentum=0.9))
+        self.model, self.optimizer, self.criterion = RP.build(cfg, device)
 
-    def train(self, steps: int) -> int:
-        model, opt, crit, dev = self.model, self.optimizer, self.criterion, self.device
-        model.train()
-        running_loss, correct, seen = 0.0, 0, 0
+    def train(self, steps: int) -> tuple[int, float]:
         self.train_sampler.count = steps * self.train_loader.batch_size
-        for x, y in self.train_loader:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            out = model(x)
-            loss = crit(out, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            running_loss += loss.item() * len(y)
-            correct += (out.argmax(1) == y).sum().item()
-            seen += len(y)
-        return seen
+        t = _now(self.device)
+        n = RP.train_steps(self.model, self.criterion, self.optimizer, self.train_loader,
+                           self.device)["images"]
+        return n, _now(self.device) - t
 
-    def evaluate(self, images: int) -> int:
-        model, crit, dev = self.model, self.criterion, self.device
-        model.eval()
-        seen, loss_sum, correct = 0, 0.0, 0
+    def evaluate(self, images: int) -> tuple[int, float]:
         self.eval_sampler.count = images
-        with torch.no_grad():
-            for x, y in self.eval_loader:
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                out = model(x)
-                loss_sum += crit(out, y).item() * len(y)
-                correct += (out.argmax(1) == y).sum().item()
-                seen += len(y)
-        return seen
+        t = _now(self.device)
+        n = RP.evaluate(self.model, self.criterion, self.eval_loader, self.device)["images"]
+        return n, _now(self.device) - t
+
+
+class RemoteReference:
+    """``Reference`` in a fresh interpreter of its own (``--serve-reference``), as a user runs
+    the report's script: none of this process's settings (the library's malloc tuning) reach
+    it. Segments are timed there and asked for one at a time, so the alternation holds."""
+
+    def __init__(self, spec: dict):
+        cmd = [sys.executable, "-m", "hpstudy.bench", "--serve-reference", json.dumps(spec)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise RuntimeError(f"the reference process exited ({code}) before answering; "
+                               "its error is above")
+        return json.loads(line)
+
+    def ask(self, op: str, arg=None) -> dict:
+        self.proc.stdin.write(json.dumps({"op": op, "arg": arg}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def train(self, steps: int) -> tuple[int, float]:
+        r = self.ask("train", steps)
+        return r["n"], r["s"]
+
+    def evaluate(self, images: int) -> tuple[int, float]:
+        r = self.ask("eval", images)
+        return r["n"], r["s"]
+
+    def warm_up(self, steps: int, images: int) -> float:
+        return self.ask("warm_up", [steps, images])["peak_mb"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.ask("quit")
+            except (BrokenPipeError, RuntimeError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def warm_up_reference(ref: Reference, mem: "Memory", steps: int, images: int) -> float:
+    """Warm-up of the reference; its peak memory above what was in use before, MB."""
+    mem.reset()
+    base = mem.current_mb()
+    ref.train(steps)
+    ref.evaluate(images)
+    return mem.peak_mb() - base
+
+
+def serve_reference(spec: dict) -> int:
+    """The reference's side of ``RemoteReference``: one JSON line in, one out."""
+    device = resolve_device(spec["device"])
+    data, desc = load_data(spec["data_root"])
+    ref = Reference(data, spec["width"], spec["batch_size"], device)
+    mem = Memory(device)
+    print(json.dumps({"data": desc, "pid": os.getpid(), "allocator_tuned": allocator_tuned(),
+                      "threads": torch.get_num_threads(), "memory_kind": mem.kind}), flush=True)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        op, arg = msg["op"], msg.get("arg")
+        if op == "quit":
+            break
+        if op == "warm_up":
+            out = {"peak_mb": warm_up_reference(ref, mem, *arg)}
+        elif op == "train":
+            n, s = ref.train(arg)
+            out = {"n": n, "s": s}
+        elif op == "eval":
+            n, s = ref.evaluate(arg)
+            out = {"n": n, "s": s}
+        else:
+            raise ValueError(f"unknown request {op!r}")
+        print(json.dumps(out), flush=True)
+    return 0
 
 
 class Ours:
@@ -271,20 +305,23 @@ class Ours:
         self.pos[which] = (self.pos[which] + n) % total
         return D.Batches(b.split.subset(idx.to(b.split.x.device)), b.mean, b.std, b.channels_last)
 
-    def train(self, part: D.Batches) -> int:
+    def train(self, part: D.Batches) -> tuple[int, float]:
         with run_settings(self.device, tune_allocator=self.tune_allocator):
+            t = _now(self.device)
             out = T.train_one_epoch(self.step_model, self.criterion, self.optimizer, part,
                                     self.device, self.epoch, self.cfg, precision=self.precision)
+            dt = _now(self.device) - t
         self.epoch += 1
         if out["diverged"]:
             raise RuntimeError("the benchmark's training diverged")
-        return len(part.split)  # whole batches: the window is steps x batch size
+        return len(part.split), dt  # whole batches: the window is steps x batch size
 
-    def evaluate(self, part: D.Batches) -> int:
+    def evaluate(self, part: D.Batches) -> tuple[int, float]:
         with run_settings(self.device, tune_allocator=self.tune_allocator):
+            t = _now(self.device)
             T.evaluate(self.step_model, self.criterion, part, self.device,
                        batch_size=self.eval_bs, precision=self.precision)
-        return len(part.split)
+            return len(part.split), _now(self.device) - t
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -302,8 +339,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data-root", default=None,
                    help="CIFAR-100 folder (default $HPSTUDY_DATA; synthetic data when absent)")
     p.add_argument("--allocator", choices=("library", "default"), default="library",
-                   help="CPU: 'library' lets ours tune glibc malloc as fit does (process-wide, so "
-                        "the reference gets it too); 'default' leaves malloc alone for both")
+                   help="CPU: 'library' lets ours tune glibc malloc as fit does; 'default' "
+                        "leaves it alone")
+    p.add_argument("--reference", choices=("process", "inline"), default="process",
+                   help="where the reference runs: 'process' (default) in an interpreter of its "
+                        "own, as a user runs the report's script; 'inline' in this one, sharing "
+                        "its process-wide settings (the library's malloc tuning)")
+    g = p.add_argument_group(
+        "study level", "--plan PRESET times the preset's whole plan instead: every run through "
+        "the report's pipeline one after another (each in a fresh process), then through the "
+        "library's executor, each into a fresh run store")
+    g.add_argument("--plan", default=None, metavar="PRESET",
+                   help="e.g. quick: the study-level ratio of that preset's plan")
+    g.add_argument("--studies", nargs="+", default=None, metavar="STUDY",
+                   help="only these studies' runs (default: all)")
+    g.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override a preset parameter, as in hpstudy report")
+    g.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
+                   help=f"the library's executor (default {DEFAULT_EXECUTOR}, the fastest measured)")
+    g.add_argument("--jobs", type=int, default=None, help="processes of the local executor")
+    p.add_argument("--serve-reference", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     a = p.parse_args(argv)
@@ -312,72 +367,65 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_bench(a: argparse.Namespace, log=print) -> dict:
     device = resolve_device(a.device)
     t_start = time.perf_counter()
     data, data_desc = load_data(a.data_root)
     n = len(data.train)
-    tr, va = D.split_indices(n, D.default_n_val(n), 0)
     mem = Memory(device)
     bs = a.batch_size
     train_images = a.steps * bs
-    eval_images = a.eval_images or min(train_images, len(va))
+    eval_images = a.eval_images or min(train_images, D.default_n_val(n))
 
     # Warm-up, one pipeline after the other; peak memory is taken here. The reference goes
-    # first: on the CPU, ours tunes malloc on its first step (process-wide, one-way).
+    # first: in --reference inline, ours tunes malloc on its first step (process-wide, one-way).
     warm = max(2, min(a.steps, 4))
     peak = {}
-    log("setting up the reference (DataLoader with 2 persistent workers) and ours ...")
-    ref = Reference(data, tr, va, a.width, bs, device)
-    ours = Ours(data, a.width, bs, device, tune_allocator=a.allocator == "library")
-    log("warming up ...")
-    mem.reset()
-    base = mem.current_mb()
-    ref.train(warm)
-    ref.evaluate(eval_images)
-    peak["reference"] = mem.peak_mb() - base
-    mem.reset()
-    base = mem.current_mb()
-    ours.train(ours.window("train", warm * bs))
-    ours.evaluate(ours.window("val", eval_images))     # the segments' shapes: no recompiles
-    peak["ours"] = mem.peak_mb() - base
+    log(f"setting up the reference ({a.reference}: DataLoader with 2 persistent workers) "
+        "and ours ...")
+    if a.reference == "process":
+        ref = RemoteReference({"device": device.type, "data_root": a.data_root,
+                               "width": a.width, "batch_size": bs})
+    else:
+        ref = Reference(data, a.width, bs, device)
+    try:
+        ours = Ours(data, a.width, bs, device, tune_allocator=a.allocator == "library")
+        log("warming up ...")
+        if a.reference == "process":
+            peak["reference"] = ref.warm_up(warm, eval_images)
+        else:
+            peak["reference"] = warm_up_reference(ref, mem, warm, eval_images)
+        mem.reset()
+        base = mem.current_mb()
+        ours.train(ours.window("train", warm * bs))
+        ours.evaluate(ours.window("val", eval_images))     # the segments' shapes: no recompiles
+        peak["ours"] = mem.peak_mb() - base
 
-    res = {k: {"train_s": [], "train_n": [], "eval_s": [], "eval_n": []}
-           for k in ("reference", "ours")}
+        res = {k: {"train_s": [], "train_n": [], "eval_s": [], "eval_n": []}
+               for k in ("reference", "ours")}
 
-    def timed(name, fn, arg, kind):
-        sync(device)
-        t = time.perf_counter()
-        n_done = fn(arg)
-        sync(device)
-        dt = time.perf_counter() - t
-        res[name][f"{kind}_s"].append(dt)
-        res[name][f"{kind}_n"].append(n_done)
-        return n_done / dt
+        def timed(name, fn, arg, kind):
+            n_done, dt = fn(arg)
+            res[name][f"{kind}_s"].append(dt)
+            res[name][f"{kind}_n"].append(n_done)
+            return n_done / dt
 
-    for s in range(a.segments):
-        # training: reference, ours (prepared outside the timed region)
-        part = ours.window("train", train_images)
-        v_ref = timed("reference", ref.train, a.steps, "train")
-        v_ours = timed("ours", ours.train, part, "train")
-        # evaluation: ours, reference (the order flips, so neither always follows the other)
-        vpart = ours.window("val", eval_images)
-        e_ours = timed("ours", ours.evaluate, vpart, "eval")
-        e_ref = timed("reference", ref.evaluate, eval_images, "eval")
-        if not a.quiet:
-            log(f"segment {s + 1}/{a.segments}: train img/s reference {v_ref:8.1f}  ours "
-                f"{v_ours:8.1f}  ({v_ours / v_ref:.2f}x)   eval img/s reference {e_ref:8.1f}  "
-                f"ours {e_ours:8.1f}")
+        for s in range(a.segments):
+            # training: reference, ours (prepared outside the timed region)
+            part = ours.window("train", train_images)
+            v_ref = timed("reference", ref.train, a.steps, "train")
+            v_ours = timed("ours", ours.train, part, "train")
+            # evaluation: ours, reference (the order flips, so neither always follows the other)
+            vpart = ours.window("val", eval_images)
+            e_ours = timed("ours", ours.evaluate, vpart, "eval")
+            e_ref = timed("reference", ref.evaluate, eval_images, "eval")
+            if not a.quiet:
+                log(f"segment {s + 1}/{a.segments}: train img/s reference {v_ref:8.1f}  ours "
+                    f"{v_ours:8.1f}  ({v_ours / v_ref:.2f}x)   eval img/s reference "
+                    f"{e_ref:8.1f}  ours {e_ours:8.1f}")
+    finally:
+        if a.reference == "process":
+            ref.close()
 
     out = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -398,11 +446,10 @@ def run_bench(a: argparse.Namespace, log=print) -> dict:
                             "shuffle=True, num_workers=2, persistent_workers=True), one bounded pass per "
                             "segment (workers idle between); NCHW fp32; SGD(momentum=0.9); loss.item() and "
                             "accuracy .item() per step; eval: DataLoader + model.eval() + no_grad"),
+        "reference_process": ("its own interpreter (default malloc, no library settings)"
+                              if a.reference == "process" else "this one (shares its settings)"),
         "memory_kind": mem.kind,
-        "allocator": ("glibc malloc tuned by the library (process-wide: both pipelines)"
-                      if allocator_tuned() else
-                      "default (ours without the library's malloc tuning)"
-                      if device.type == "cpu" else "n/a"),
+        "allocator": _allocator_note(a.reference, device),
     }
     for k, r in res.items():
         tr_ips = sum(r["train_n"]) / sum(r["train_s"])
@@ -423,6 +470,16 @@ def run_bench(a: argparse.Namespace, log=print) -> dict:
     out["process_max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["wall_s"] = time.perf_counter() - t_start
     return out
+
+
+def _allocator_note(reference: str, device: torch.device) -> str:
+    if device.type != "cpu":
+        return "n/a"
+    ours = ("glibc malloc tuned by the library" if allocator_tuned()
+            else "default (ours without the library's malloc tuning)")
+    if reference == "process":
+        return f"ours: {ours}; reference: default, in its own process"
+    return ours + (" (process-wide: the reference shares it)" if allocator_tuned() else "")
 
 
 def table(r: dict) -> str:
@@ -448,11 +505,12 @@ def table(r: dict) -> str:
         row(f"paper preset h ({r['paper_epochs']} ep)", r["reference_paper_h"], r["ours_paper_h"],
             ".1f", r["epoch_speedup"]),
         "",
-        f"train speedup per segment: "
+        "train speedup per segment: "
         + " ".join(f"{o / f:.2f}" for o, f in zip(r["ours_train_img_s_segments"],
                                                   r["reference_train_img_s_segments"]))
         + f" (median {r['speedup_segments_median']:.2f}x)",
         f"peak memory: {r['memory_kind']}; process max RSS {r['process_max_rss_mb']:.0f} MB",
+        f"reference ran in {r['reference_process']}",
         f"allocator: {r['allocator']}; wall time {r['wall_s']:.0f} s",
     ]
     return "\n".join(lines)
@@ -460,9 +518,16 @@ def table(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if a.serve_reference:
+        return serve_reference(json.loads(a.serve_reference))
     log = (lambda *x, **k: None) if a.quiet else (lambda *x, **k: print(*x, **k, flush=True))
-    r = run_bench(a, log)
-    print(table(r))
+    if a.plan:
+        r = bench_study.run(a.plan, studies=a.studies, overrides=a.param,
+                            executor=a.executor, jobs=a.jobs, log=log)
+        print(bench_study.table(r))
+    else:
+        r = run_bench(a, log)
+        print(table(r))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")

@@ -5,7 +5,6 @@ import argparse
 import shutil
 import sys
 import typing
-from pathlib import Path
 
 
 from .config import Config, ConfigError, read_text
@@ -81,10 +80,9 @@ def cmd_report(args) -> int:
 
 
 def _plan(args):
-    from .plan import plan, study_parameters
+    from .plan import parse_overrides, plan, study_parameters
     from .runs import store_root
     from .presets import load_preset
-    from .runner import parse_overrides
 
     preset = load_preset(args.preset)
     extra = {"runs_root": str(store_root(args.runs))}

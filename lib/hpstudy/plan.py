@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, read_text
 from .presets import Preset, study_params
 from .metrics import HISTORY_COLUMNS
 from .runs import locate, run_busy, stored_status
@@ -26,6 +26,15 @@ def cost(cfg: Config) -> int:
     """Training images a run processes (epochs x training images): what orders the plan and
     the dispatch, longest first."""
     return cfg.epochs * (cfg.n_train or FULL_TRAIN)
+
+
+def parse_overrides(pairs) -> dict:
+    """``-p KEY VALUE`` pairs, each read by the type some study gives the key
+    (``config.read_text``: ``1e-4`` is a number, ``null`` is None where None is allowed)."""
+    hints = {}
+    for s in STUDIES.values():
+        hints.update(s.keys)
+    return {k: read_text(v, hints.get(k)) for k, v in pairs or []}
 
 
 def route_overrides(studies: list[str], overrides: dict) -> dict[str, dict]:

@@ -21,9 +21,9 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbconvert import HTMLExporter
 
 from . import dispatch, index
-from .config import ConfigError, read_text
+from .config import ConfigError
 from .paths import notebooks_dir, project_root
-from .plan import format_plan, plan, runs_of, study_parameters
+from .plan import format_plan, parse_overrides, plan, runs_of, study_parameters
 from .presets import PresetError, load_preset
 from .data import resolve_root
 from .runs import store_root, stored_status
@@ -123,15 +123,6 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
             "html": out_html.name if out_html.exists() else None,
             "status": "interrupted" if interrupted else "failed" if error else "ok", "error": error,
             "seconds": seconds, "results": results}
-
-
-def parse_overrides(pairs) -> dict:
-    """``-p KEY VALUE`` pairs, each read by the type some study gives the key
-    (``config.read_text``: ``1e-4`` is a number, ``null`` is None where None is allowed)."""
-    hints = {}
-    for s in STUDIES.values():
-        hints.update(s.keys)
-    return {k: read_text(v, hints.get(k)) for k, v in pairs or []}
 
 
 def main(args) -> int:
