@@ -67,3 +67,44 @@ def test_bench_script_and_cli_route_to_it():
 def test_bench_rejects_bad_options(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--steps", "0"])
+
+
+def test_bench_reference_runs_untouched_in_its_own_process(tmp_path, monkeypatch):
+    """By default the reference trains in an interpreter of its own: the library's malloc
+    tuning (process-wide) does not reach it, where ``--reference inline`` shares it."""
+    monkeypatch.delenv("HPSTUDY_DATA", raising=False)
+    assert bench.main(_tiny_args(tmp_path, "--quiet")) == 0
+    r = json.loads((tmp_path / "bench.json").read_text())
+    assert r["reference_process"].startswith("its own interpreter")
+    assert r["reference_allocator_tuned"] is False
+    from hpstudy.device import allocator_tuned
+    if allocator_tuned():           # glibc Linux: ours tuned it in this process
+        assert "reference: default" in r["allocator"]
+
+
+def test_bench_plan_times_the_plan_both_ways(tiny_root, tmp_path, capsys):
+    """``--plan``: every run of the preset's plan through the report's pipeline and through an
+    executor; both sides train the same runs (same images, finite accuracies)."""
+    out = tmp_path / "plan.json"
+    assert bench.main(["--plan", "smoke", "--studies", "learning_rate", "--executor", "inline",
+                       "-p", "data_root", str(tiny_root), "-p", "n_train", "200",
+                       "-p", "n_val", "null", "-p", "seeds", "[0]", "--quiet",
+                       "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert (r["runs"], r["epochs"], r["executor"]) == (3, 3, "inline")     # lr 0.5, 0.05, 0.01
+    assert r["train_images"] == 3 * 200
+    assert r["cpu_capability"] and r["cpus"] >= 1
+    assert r["ratio"] == pytest.approx(r["reference_s"] / r["ours_s"])
+    assert sorted(x["label"] for x in r["per_run"]) == [
+        f"learning_rate lr={lr} seed 0" for lr in ("0.01", "0.05", "0.5")]
+    for x in r["per_run"]:
+        assert x["train_images"] == 200
+        assert 0 <= x["reference_final_val_acc"] <= 1 and 0 <= x["ours_final_val_acc"] <= 1
+        assert x["reference_wall_s"] > 0
+    assert "plan wall time s" in table and r["cpu_capability"] in table
+
+
+def test_bench_plan_rejects_an_unknown_study(capsys):
+    assert bench.main(["--plan", "smoke", "--studies", "learnig_rate"]) == 2
+    assert "'learnig_rate'" in capsys.readouterr().err

@@ -425,6 +425,7 @@ def run_bench(a: argparse.Namespace, log=print) -> dict:
                     f"{e_ref:8.1f}  ours {e_ours:8.1f}")
     finally:
         if a.reference == "process":
+            ref_info = ref.info
             ref.close()
 
     out = {
@@ -448,6 +449,9 @@ def run_bench(a: argparse.Namespace, log=print) -> dict:
                             "accuracy .item() per step; eval: DataLoader + model.eval() + no_grad"),
         "reference_process": ("its own interpreter (default malloc, no library settings)"
                               if a.reference == "process" else "this one (shares its settings)"),
+        # read from the reference's own process: whether the library's malloc tuning reached it
+        "reference_allocator_tuned": (ref_info["allocator_tuned"] if a.reference == "process"
+                                      else allocator_tuned()),
         "memory_kind": mem.kind,
         "allocator": _allocator_note(a.reference, device),
     }
@@ -522,8 +526,12 @@ def main(argv: list[str] | None = None) -> int:
         return serve_reference(json.loads(a.serve_reference))
     log = (lambda *x, **k: None) if a.quiet else (lambda *x, **k: print(*x, **k, flush=True))
     if a.plan:
-        r = bench_study.run(a.plan, studies=a.studies, overrides=a.param,
-                            executor=a.executor, jobs=a.jobs, log=log)
+        try:
+            r = bench_study.run(a.plan, studies=a.studies, overrides=a.param,
+                                executor=a.executor, jobs=a.jobs, log=log)
+        except ValueError as e:     # ConfigError and PresetError are ValueErrors
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(bench_study.table(r))
     else:
         r = run_bench(a, log)
