@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run once on a machine with a CUDA GPU to fill in the README's GPU figures:
-#   1. the benchmark on CUDA (ours vs the report's pipeline, one process, alternating segments),
+#   1. the benchmark on CUDA (ours vs the report's pipeline in its own process, alternating segments),
 #   2. one epoch of the `paper` preset's longest configuration (width 1.0, 40k/10k, fp32),
 #   3. how many runs fit on one GPU: the paper epoch with K runs at once (K = 1, 2, 4).
 # Results land in ${OUT:-gpu-results}/ (JSON + logs); paste them into README and RESULTS.md.

@@ -102,9 +102,24 @@ def test_bench_plan_times_the_plan_both_ways(tiny_root, tmp_path, capsys):
         assert x["train_images"] == 200
         assert 0 <= x["reference_final_val_acc"] <= 1 and 0 <= x["ours_final_val_acc"] <= 1
         assert x["reference_wall_s"] > 0
+    d = r["val_acc_difference"]                 # ours - reference, paired by run
+    assert d["n"] == 3 and d["mean"] == pytest.approx(
+        sum(x["ours_final_val_acc"] - x["reference_final_val_acc"] for x in r["per_run"]) / 3)
     assert "plan wall time s" in table and r["cpu_capability"] in table
+    assert "ours - reference, paired by run" in table
 
 
 def test_bench_plan_rejects_an_unknown_study(capsys):
     assert bench.main(["--plan", "smoke", "--studies", "learnig_rate"]) == 2
     assert "'learnig_rate'" in capsys.readouterr().err
+
+
+def test_the_difference_sentence_follows_the_interval():
+    from hpstudy.bench_study import difference_sentence
+
+    none = {"mean": 0.002, "n": 16, "ci95": [-0.004, 0.009], "detected": False}
+    some = {"mean": -0.03, "n": 16, "ci95": [-0.05, -0.01], "detected": True}
+    assert difference_sentence(none).endswith("[-0.40, +0.90] over 16 runs: no difference detected")
+    assert difference_sentence(some).endswith("[-5.00, -1.00] over 16 runs: a difference")
+    assert "+0.20 points (n = 1)" in difference_sentence({"mean": 0.002, "n": 1, "ci95": None,
+                                                          "detected": False})

@@ -31,6 +31,7 @@ from . import dispatch
 from .device import machine
 from .plan import parse_overrides, plan, study_parameters
 from .presets import load_preset
+from .stats import paired_difference
 from .studies import STUDIES
 
 
@@ -104,8 +105,21 @@ def run(preset_name: str, *, studies: list[str] | None = None, overrides=None,
         "reference_mean_final_val_acc": statistics.fmean(r["reference_final_val_acc"]
                                                          for r in per_run),
         "ours_mean_final_val_acc": statistics.fmean(r["ours_final_val_acc"] for r in per_run),
+        # paired by run: whether the two pipelines train to different accuracies
+        "val_acc_difference": paired_difference([r["ours_final_val_acc"] for r in per_run],
+                                                [r["reference_final_val_acc"] for r in per_run]),
         "per_run": per_run,
     }
+
+
+def difference_sentence(d: dict) -> str:
+    """The paired difference of final validation accuracy, ours - reference, in words."""
+    if d["ci95"] is None:
+        return f"final val acc, ours - reference: {100 * d['mean']:+.2f} points (n = {d['n']})"
+    lo, hi = (100 * v for v in d["ci95"])
+    verdict = "a difference" if d["detected"] else "no difference detected"
+    return (f"final val acc, ours - reference, paired by run: {100 * d['mean']:+.2f} points, "
+            f"95% interval [{lo:+.2f}, {hi:+.2f}] over {d['n']} runs: {verdict}")
 
 
 def table(r: dict) -> str:
@@ -125,4 +139,5 @@ def table(r: dict) -> str:
         row("plan wall time s", r["reference_s"], r["ours_s"], ".1f", r["ratio"]),
         row("mean final val acc %", 100 * r["reference_mean_final_val_acc"],
             100 * r["ours_mean_final_val_acc"], ".2f"),
+        difference_sentence(r["val_acc_difference"]),
     ])
