@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-import torch
+from hpstudy.device import machine
 
 
 def report(executor: str, args, work: str) -> float:
@@ -48,8 +48,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     out.update(ratio=out["inline_s"] / out["local_s"], preset=args.preset,
                studies=args.studies or "all", params=args.param or [],
-               cpu_capability=torch.backends.cpu.get_cpu_capability(), cpus=os.cpu_count(),
-               torch=torch.__version__, date=time.strftime("%Y-%m-%d"))
+               date=time.strftime("%Y-%m-%d"), **machine())
     print(f"inline {out['inline_s']:.1f} s, local {out['local_s']:.1f} s: local is "
           f"{out['ratio']:.2f}x faster ({out['cpu_capability']}, {out['cpus']} cores)")
     if args.json:

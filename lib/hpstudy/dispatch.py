@@ -225,6 +225,16 @@ class Recorder:
         if self.on_done is not None:
             self.on_done(h, status)
 
+    def settle(self, it: Item, result: Callable[[], dict], unwrap=None) -> None:
+        """Record ``it`` from ``result()`` (a task's, future's or job's result): its value, or
+        the exception it raises (``unwrap(e)``, where given, digs out the task's own)."""
+        try:
+            res = result()
+        except Exception as e:
+            self(it, None, unwrap(e) if unwrap else e)
+        else:
+            self(it, res)
+
 
 def _cpus() -> int:
     try:
@@ -237,11 +247,7 @@ def _cpus() -> int:
 
 def _inline(todo, root, *, log, record, **_):
     for it in todo:
-        try:
-            res, err = train_one(it.config.to_dict(), str(root), it.prefix, log=log), None
-        except Exception as e:
-            res, err = None, e
-        record(it, res, err)
+        record.settle(it, lambda: train_one(it.config.to_dict(), str(root), it.prefix, log=log))
 
 
 # --- local process pool ----------------------------------------------------------------------
@@ -285,12 +291,7 @@ def _local(todo, root, *, jobs, log, record, **_):
         futures = {pool.submit(train_one, it.config.to_dict(), str(root), it.prefix): it
                    for it in todo}
         for fut in cf.as_completed(futures):
-            it = futures[fut]
-            try:
-                res, err = fut.result(), None
-            except Exception as e:
-                res, err = None, e
-            record(it, res, err)
+            record.settle(futures[fut], fut.result)
     except KeyboardInterrupt:
         log("interrupted: stopping the workers; their runs keep their last finished epoch")
         # a terminal's Ctrl-C reached them already; a SIGINT sent to this process alone did not
@@ -463,11 +464,9 @@ def _ray(todo, root, *, jobs, address, runs_per_gpu, log, record, **_):
                     # back in Python every second: signal handlers run between waits
                     ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
                     for ref in ready:
-                        try:
-                            res, err = ray.get(ref), None
-                        except Exception as e:
-                            res, err = None, getattr(e, "cause", None) or e
-                        record(refs[ref], res, err)
+                        # a RayTaskError carries the task's own exception as its cause
+                        record.settle(refs[ref], lambda: ray.get(ref),
+                                      unwrap=lambda e: getattr(e, "cause", None) or e)
         except KeyboardInterrupt:
             log(f"interrupted: cancelling {len(pending)} Ray tasks; their runs keep their last "
                 f"finished epoch")
@@ -557,12 +556,7 @@ def _slurm(todo, root, *, jobs, slurm, log, record, **_):
     try:
         while waiting:
             for job in [j for j in waiting if j.done()]:
-                it = waiting.pop(job)
-                try:
-                    res, err = job.result(), None
-                except Exception as e:
-                    res, err = None, e
-                record(it, res, err)
+                record.settle(waiting.pop(job), job.result)
             if waiting:
                 time.sleep(1 if executor.cluster in ("local", "debug") else 15)
     except KeyboardInterrupt:
