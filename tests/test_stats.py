@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from hpstudy import stats as S
+from hpstudy import stats
 
 T975_2 = 4.302653     # t_{0.975, 2}
 T975_3 = 3.182446     # t_{0.975, 3}
@@ -149,9 +150,15 @@ def test_last_k_mean():
     assert S.last_k_mean(FakeRun(h), "val_acc", 2) == pytest.approx(0.45)
     shuffled = h.iloc[[4, 0, 3, 1, 2]]
     assert S.last_k_mean(shuffled, "val_acc", 2) == pytest.approx(0.45)  # by epoch, not row
-    nan = _history([0.1, 0.2, 0.3, float("nan"), float("nan")])
-    assert S.last_k_mean(nan, "val_acc", 3) == pytest.approx(0.3)
-    assert math.isnan(S.last_k_mean(nan, "val_acc", 2))
+    # k counts epochs that hold a number: with eval_every = 2 only every other epoch is
+    # scored, and the last 2 scored epochs are 2 and 4 (a diverged tail is skipped alike)
+    nan = float("nan")
+    every2 = _history([nan, 0.2, nan, 0.4, nan, 0.6])
+    assert S.last_k_mean(every2, "val_acc", 2) == pytest.approx(0.5)
+    assert S.last_k_mean(every2, "val_acc", 3) == pytest.approx(0.4)
+    tail = _history([0.1, 0.2, 0.3, nan, nan])
+    assert S.last_k_mean(tail, "val_acc", 2) == pytest.approx(0.25)
+    assert math.isnan(S.last_k_mean(_history([nan, nan]), "val_acc", 2))
     assert math.isnan(S.last_k_mean(h.iloc[:0], "val_acc", 3))
     assert math.isnan(S.last_k_mean(h, "no_such_metric", 3))
 
@@ -179,3 +186,42 @@ def test_long_table_empty():
     assert list(t.columns) == ["setting", "seed", "epoch", "metric", "value"] and len(t) == 0
     t = S.long_table({("base", 1): FakeRun(_history([])) })
     assert len(t) == 0
+
+
+# --- power: a worked example -----------------------------------------------------------------
+# The paired t-test's power at effect size d = delta / sd with n pairs, two-sided 5%: the
+# classic design tables (Cohen 1988; G*Power's "difference from constant") give n = 10 for
+# d = 1 at 80% power, with actual power 0.8031, and n = 34 for d = 0.5 (power 0.8078).
+
+def test_power_matches_the_published_design_tables():
+    assert stats.power(1.0, 1.0, 10) == pytest.approx(0.8031, abs=1e-4)
+    assert stats.power(0.5, 1.0, 34) == pytest.approx(0.8078, abs=1e-4)
+    assert stats.power(-0.5, 1.0, 34) == pytest.approx(0.8078, abs=1e-4)   # two-sided
+    assert stats.seeds_needed(1.0, 1.0) == 10
+    assert stats.seeds_needed(0.5, 1.0) == 34
+    # units do not matter: 3 points of accuracy at sd 6 points is d = 0.5
+    assert stats.seeds_needed(0.03, 0.06) == 34
+
+
+def test_minimum_detectable_difference_is_where_power_reaches_80_percent():
+    # by hand, the textbook shortcut (t_{0.975,9} + t_{0.80,9}) * sd / sqrt(10)
+    # = (2.2622 + 0.8834) / 3.1623 = 0.9947 sd, which slightly understates the exact
+    # noncentral-t value; and d = 1 has power 0.8031 > 0.8 at n = 10, so the exact MDD < 1
+    mdd = stats.min_detectable(1.0, 10)
+    assert 0.9947 < mdd < 1.0
+    assert stats.power(mdd, 1.0, 10) == pytest.approx(0.8, abs=1e-9)
+    assert stats.min_detectable(0.02, 10) == pytest.approx(0.02 * mdd)
+    # more seeds, smaller detectable difference; n = 1 or sd 0 or no sd: undefined
+    assert stats.min_detectable(1.0, 5) > stats.min_detectable(1.0, 10)
+    assert stats.min_detectable(1.0, 1) is None and stats.min_detectable(0.0, 5) is None
+    assert stats.min_detectable(None, 5) is None
+
+
+def test_power_of_a_paired_difference_goes_into_the_results():
+    d = stats.paired_difference([0.30, 0.32, 0.31, 0.35, 0.29], [0.30, 0.30, 0.30, 0.30, 0.30])
+    p = stats.power_of(d)
+    assert p["mdd"] == pytest.approx(stats.min_detectable(d["sd"], 5))
+    assert p["seeds_needed"] == stats.seeds_needed(d["mean"], d["sd"])
+    assert stats.power(d["mean"], d["sd"], p["seeds_needed"]) >= 0.8
+    assert stats.power(d["mean"], d["sd"], p["seeds_needed"] - 1) < 0.8
+    assert stats.seeds_needed(0.0, 0.01) is None

@@ -64,6 +64,7 @@ class Config:
     channels_last: bool = True      # NHWC memory format (faster on CPU and tensor cores)
     compile: str = "auto"           # auto -> torch.compile on CUDA only; "on" | "off"
     eval_batch_size: int = 0        # 0 = the fastest measured for the device
+    eval_every: int = 1             # score the validation split every k epochs (and always the last)
     data_root: typing.Optional[str] = None  # CIFAR-100 folder; None = $HPSTUDY_DATA or ./data
 
     @classmethod
@@ -111,6 +112,8 @@ class Config:
             v = getattr(self, key)
             if v is not None and v < 100:
                 bad(key, "must be >= 100 (one image per class) or None for the whole split")
+        if self.eval_every < 1:
+            bad("eval_every", "must be >= 1 (1 = every epoch; the last epoch is always scored)")
         if self.eval_batch_size < 0:
             bad("eval_batch_size", "must be >= 0 (0 = automatic)")
         for key, choices in (("schedule", SCHEDULES), ("device", DEVICES),

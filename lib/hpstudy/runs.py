@@ -69,6 +69,9 @@ def resolved_config(cfg: Config) -> dict:
 
 def run_hash(resolved: dict, data_identity: str) -> str:
     key = {k: v for k, v in resolved.items() if k not in NOT_HASHED}
+    if key.get("eval_every", 1) == 1:
+        # added after HASH_VERSION 2: every-epoch scoring keeps the hashes stored runs have
+        key.pop("eval_every", None)
     key["data"] = data_identity
     key["hash_version"] = HASH_VERSION
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]

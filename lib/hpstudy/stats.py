@@ -129,9 +129,10 @@ def _history(run) -> pd.DataFrame:
 
 
 def last_k_mean(history, metric: str, k: int) -> float:
-    """Mean of ``metric`` over the last ``k`` finished epochs of a history (a DataFrame with
-    an ``epoch`` column, or a Run), fewer if the run has fewer; non-finite values among them
-    are left out, NaN if none is finite (or the column is absent).
+    """Mean of ``metric`` over the last ``k`` epochs of a history (a DataFrame with an
+    ``epoch`` column, or a Run) that hold a finite value, fewer if the run has fewer; NaN if
+    none does (or the column is absent). Epochs that were not scored (``eval_every`` > 1)
+    hold NaN and are skipped, so k counts scored epochs.
 
     Note: a run that diverged in its last epoch has NaN there, so this averages the epochs
     before; to count a diverged run as missing, check ``evaluation.diverged_at`` first.
@@ -144,8 +145,8 @@ def last_k_mean(history, metric: str, k: int) -> float:
         return math.nan
     if "epoch" in h:
         h = h.sort_values("epoch", kind="stable")
-    x = pd.to_numeric(h[metric], errors="coerce").to_numpy(dtype=float)[-k:]
-    x = x[np.isfinite(x)]
+    x = pd.to_numeric(h[metric], errors="coerce").to_numpy(dtype=float)
+    x = x[np.isfinite(x)][-k:]
     return float(x.mean()) if x.size else math.nan
 
 
@@ -184,3 +185,75 @@ def long_table(runs: dict) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)[LONG_COLUMNS]
     out["epoch"] = out["epoch"].astype(int)
     return out
+
+
+# --- power of a paired comparison -------------------------------------------------------------
+#
+# A comparison that detects nothing has said little until it says what it could have
+# detected. For the paired t-test on n per-seed differences with sd s, the test statistic
+# under a true difference delta follows a noncentral t with n - 1 degrees of freedom and
+# noncentrality delta * sqrt(n) / s; its power is the chance that |T| exceeds the two-sided
+# critical value. Two numbers follow from it: the minimum detectable difference at this n and
+# s (the delta with 80% power), and the seeds a rerun would need to detect a difference of the
+# size observed. Both take the measured sd as the truth, which at 2-3 seeds is itself rough:
+# they are a design guide, not a guarantee.
+
+POWER = 0.8       # the conventional design power
+ALPHA = 0.05      # two-sided, as the 95% intervals
+
+
+def _finite_pos(v) -> bool:
+    return v is not None and math.isfinite(_float(v)) and _float(v) > 0
+
+
+def power(delta, sd, n: int, alpha: float = ALPHA) -> float | None:
+    """Power of the two-sided paired t-test at level ``alpha`` to detect a true mean
+    difference ``delta`` with ``n`` pairs whose differences have sd ``sd``. None when it is
+    undefined (n < 2, no sd, or sd 0)."""
+    if n < 2 or not _finite_pos(sd) or delta is None or not math.isfinite(_float(delta)):
+        return None
+    df = n - 1
+    crit = float(_st.t.ppf(1 - alpha / 2, df))
+    nc = abs(float(delta)) * math.sqrt(n) / float(sd)
+    # the far tail underflows to NaN in scipy's nct for a large noncentrality: it is 0 there
+    upper, lower = (float(np.nan_to_num(v, nan=0.0)) for v in
+                    (_st.nct.sf(crit, df, nc), _st.nct.cdf(-crit, df, nc)))
+    return min(1.0, max(0.0, upper + lower))
+
+
+def min_detectable(sd, n: int, target: float = POWER, alpha: float = ALPHA) -> float | None:
+    """The smallest true difference the paired t-test detects with probability ``target``
+    at ``n`` pairs and sd ``sd`` (same units as ``sd``). None when undefined."""
+    if n < 2 or not _finite_pos(sd):
+        return None
+    sd = float(sd)
+    lo, hi = 0.0, sd
+    while power(hi, sd, n, alpha) < target:
+        hi *= 2
+    from scipy.optimize import brentq
+    return float(brentq(lambda d: power(d, sd, n, alpha) - target, lo, hi, xtol=1e-12 * sd))
+
+
+def seeds_needed(delta, sd, target: float = POWER, alpha: float = ALPHA,
+                 limit: int = 10_000) -> int | None:
+    """The fewest pairs (seeds) with which the paired t-test detects a true difference
+    ``delta`` with probability ``target``, taking ``sd`` as the sd of the differences. None
+    when undefined (no sd, delta 0) or beyond ``limit``."""
+    if not _finite_pos(sd) or delta is None or not math.isfinite(_float(delta)) or delta == 0:
+        return None
+    n = 2
+    while n <= limit:
+        if power(delta, sd, n, alpha) >= target:
+            return n
+        n = n + 1 if n < 200 else int(n * 1.05) + 1
+    return None
+
+
+def power_of(d: dict, target: float = POWER) -> dict:
+    """What a paired difference (``paired_difference``'s dict) could detect: ``mdd`` (the
+    minimum detectable difference at its n and sd, 80% power, two-sided 5%), ``power`` (of
+    its n for a true difference the size observed) and ``seeds_needed`` (for that size)."""
+    n, sd, mean = d.get("n", 0), d.get("sd"), d.get("mean")
+    return {"mdd": min_detectable(sd, n, target), "power": power(mean, sd, n),
+            "seeds_needed": seeds_needed(mean, sd, target), "target_power": target,
+            "alpha": ALPHA}

@@ -45,6 +45,27 @@ def lr_at(cfg: Config, epoch: int) -> float:
     return cfg.lr
 
 
+def steps_per_epoch(cfg: Config) -> int:
+    """SGD steps in one epoch (a last batch of one image is skipped: BatchNorm cannot train
+    on it)."""
+    n = cfg.n_train or 40000          # None: the whole 40,000-image training split
+    return n // cfg.batch_size + (1 if n % cfg.batch_size >= 2 else 0)
+
+
+def lr_sum(cfg: Config) -> float:
+    """The learning rate summed over every SGD step of a run. Weight decay shrinks a weight
+    by a factor (1 - lr * lambda) per step, so lambda * lr_sum(cfg) is how much decay a run
+    applies in all: how far weight decay can act (Lewkowycz and Gur-Ari 2020)."""
+    return steps_per_epoch(cfg) * sum(lr_at(cfg, e) for e in range(cfg.epochs))
+
+
+def evaluated_epoch(cfg: Config, epoch: int) -> bool:
+    """Whether 1-based ``epoch`` scores the validation split: every ``eval_every``-th and the
+    last. On a tiny training subset one pass over the validation images costs more than the
+    epoch's training, so scoring fewer epochs buys seeds; the epochs skipped hold NaN."""
+    return epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+
+
 def epoch_generators(seed: int, epoch: int, device: torch.device):
     g = torch.Generator(device=device)
     g.manual_seed(seed * 1_000_003 + epoch + 1)
@@ -223,7 +244,8 @@ def _fit(cfg, data, device, precision, state, on_epoch, log) -> dict:
             group["lr"] = lr
         tr = train_one_epoch(step_model, criterion, optimizer, train, device, epoch, cfg,
                              precision=precision)
-        if tr["diverged"]:
+        scored = evaluated_epoch(cfg, epoch + 1)
+        if tr["diverged"] or not scored:
             ev = {"loss": float("nan"), "acc": float("nan")}
         else:
             ev = evaluate(step_model, criterion, val, device, batch_size=eval_bs, precision=precision)
@@ -232,7 +254,7 @@ def _fit(cfg, data, device, precision, state, on_epoch, log) -> dict:
                "seconds": time.perf_counter() - t0}
         history.append(row)
         log(format_epoch(row, cfg.epochs))
-        if tr["diverged"] or not math.isfinite(ev["loss"]):
+        if tr["diverged"] or (scored and not math.isfinite(ev["loss"])):
             status = "diverged"
             log(f"diverged at epoch {epoch + 1}: the loss is not finite; the run stops here")
             break
