@@ -18,6 +18,7 @@ import pytest
 papermill = pytest.importorskip("papermill")
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
+from hpstudy import readings  # noqa: E402
 from hpstudy.studies import STUDIES, validate  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -209,7 +210,15 @@ def test_study_notebook(executed, name):
     assert not outputs(nb, "error")
     text = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs(nb))
     assert "over 2 seeds" in text and results_label_in(res["winner"]["label"], text)
-    assert ("was detected" in text) or ("has higher" in text) or ("has lower" in text)
+    # each comparison is said once, computed from the numbers the results JSON holds
+    for label, st in res["settings"].items():
+        if label == res["baseline"]:
+            continue
+        d = st["difference"]
+        assert {"mdd", "power", "seeds_needed"} <= set(d)
+        sentence = readings.comparison(label, res["baseline"], d)
+        assert text.count(sentence) == 1
+        assert f"`{label}` vs `{res['baseline']}`" in sentence or "ends" in sentence
 
 
 def results_label_in(label: str, text: str) -> bool:

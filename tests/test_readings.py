@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from hpstudy import published, readings
+from hpstudy import published, readings, stats
 from hpstudy.config import Config
 from hpstudy.metrics import HISTORY_COLUMNS
 from hpstudy.studies import validate
@@ -53,20 +53,29 @@ def test_summary_statistics_and_paired_difference_per_setting():
 
 def test_sentence_for_a_detected_difference():
     d = {"mean": 0.09, "sd": 0.01, "n": 3, "ci95": [0.065, 0.115], "detected": True}
+    d.update(stats.power_of(d))
     text = readings.comparison("lr=0.5", "lr=0.05", d)
-    assert text == ("`lr=0.5` has higher validation accuracy than `lr=0.05`: +9.00 points, "
-                    "95% interval [+6.50, +11.50] over 3 paired seeds, which excludes zero.")
+    assert text.startswith("`lr=0.5` ends above `lr=0.05`: +9.00 points of validation accuracy "
+                           "(95% interval [+6.50, +11.50], 3 paired seeds).")
+    # the minimum detectable difference at n=3, sd 1 point: 3.26 sd (noncentral t)
+    assert "smallest difference detected with 80% power is 3.26 points." in text
+    assert "would take" not in text                     # detected: no seeds-needed clause
     d = {**d, "mean": -0.09, "ci95": [-0.115, -0.065]}
-    assert "has lower validation accuracy" in readings.comparison("a", "b", d)
+    assert "`a` ends below `b`" in readings.comparison("a", "b", d)
 
 
-def test_sentence_for_no_detected_difference_gives_the_interval():
+def test_sentence_for_no_detected_difference_gives_the_interval_and_the_power():
     d = {"mean": 0.004, "sd": 0.01, "n": 2, "ci95": [-0.086, 0.094], "detected": False}
+    d.update(stats.power_of(d))
     text = readings.comparison("schedule=cosine", "schedule=constant", d)
-    assert text.startswith("No difference in validation accuracy between `schedule=cosine` and "
-                           "`schedule=constant` was detected at 2 seeds")
-    assert "+0.40 points, 95% interval [-8.60, +9.40], which includes zero" in text
+    assert text.startswith("`schedule=cosine` vs `schedule=constant`: no difference detected, "
+                           "+0.40 points (95% interval [-8.60, +9.40], 2 paired seeds).")
     assert "better" not in text and "worse" not in text
+    # said once: neither setting's name comes twice
+    assert text.count("schedule=cosine") == 1 and text.count("schedule=constant") == 1
+    need = stats.seeds_needed(0.004, 0.01)
+    assert f"would take about {need} seeds" in text and need > 40
+    assert f"is {100 * stats.min_detectable(0.01, 2):.2f} points" in text
 
 
 def test_sentence_for_one_seed_claims_nothing():
@@ -82,7 +91,11 @@ def test_winner_is_clear_only_when_every_lead_is_detected():
                                                  "lr=0.01": [0.11, 0.13, 0.12]}))
     w = readings.winner(clear)
     assert w["label"] == "lr=0.5" and w["clear"] and w["value"] == 0.5
-    assert "wins" in readings.winner_sentence(w, "Learning rate")
+    assert "`lr=0.5` is best; its lead over every other setting excludes zero" in \
+        readings.winner_sentence(w, "Learning rate")
+    # against the baseline the comparison sentences gave the numbers: not repeated
+    assert "points" not in readings.winner_sentence({**w, "runner_up": "lr=0.05"}, "LR", "lr=0.05")
+    assert "points" in readings.winner_sentence(w, "LR", "lr=0.7")
     close = readings.summarize(p, study_runs(p, {"lr=0.5": [0.13, 0.11, 0.15],
                                                  "lr=0.05": [0.10, 0.12, 0.14],
                                                  "lr=0.01": [0.01, 0.01, 0.02]}))
@@ -158,3 +171,67 @@ def test_table_shows_mean_sd_n_and_intervals():
     assert t.loc["lr=0.5", "Δ val acc (pt)"] == "+9.00"
     assert t.loc["lr=0.5", "Δ 95% CI"] == "[+6.52, +11.48]"
     assert not math.isnan(readings.forest_rows(s)["lo"].iloc[0])
+
+
+def test_results_carry_power_for_every_comparison():
+    p = lr_params()
+    s = readings.summarize(p, study_runs(p, {"lr=0.5": [0.13, 0.11, 0.15],
+                                             "lr=0.05": [0.10, 0.12, 0.14],
+                                             "lr=0.01": [0.08, 0.12, 0.13]}))
+    d = s["lr=0.01"]["difference"]          # -0.02, 0, -0.01: mean -0.01, sd 0.01
+    assert d["sd"] == pytest.approx(0.01)
+    assert d["mdd"] == pytest.approx(stats.min_detectable(0.01, 3))
+    assert d["seeds_needed"] == stats.seeds_needed(-0.01, 0.01)
+    assert not d["detected"]
+    # with a per-seed sd of 1 point, a 1-point difference needs 10 seeds (design tables)
+    assert d["seeds_needed"] == 10
+    assert "would take about 10 seeds" in readings.comparison("lr=0.01", "lr=0.05", d)
+
+
+def test_decay_budget_compares_with_the_reports_runs():
+    p = validate("weight_decay", {"weight_decays": [0.0005, 0.0001], "seeds": [0, 1],
+                                  "epochs": 30, "width": 0.25, "n_train": 1000,
+                                  "schedule": "cosine"})
+    configs = {st.label: st.config for st in p.settings()}
+    text = readings.decay_budget({}, configs)
+    # ours: 8 steps x 30 epochs x mean cosine lr: sum of 0.05 (1 + cos(pi e / 30)) / 2 over
+    # e = 0..29 is 30 x 0.025 + 0.025 (the e = 0 term's excess over the mean) = 0.775
+    ours = 5e-4 * 8 * 0.775
+    theirs = 5e-4 * 313 * 0.05 * 301 / 2            # 300 epochs: (300 + 1) / 2 lr-epochs
+    assert f"`weight_decay=0.0005` {ours:.4f} against {theirs:.3f}" in text
+    assert f"apply {theirs / ours:.0f}x less decay" in text
+
+
+def test_answers_give_the_reports_claim_and_the_verdict():
+    lr = lr_params(seeds=(0, 1, 2))
+    s = readings.summarize(lr, study_runs(lr, {"lr=0.5": [0.13, 0.11, 0.15],
+                                               "lr=0.05": [0.10, 0.12, 0.14],
+                                               "lr=0.01": [0.05, 0.06, 0.08]}))
+    res = {"learning_rate": {"baseline": "lr=0.05", "settings": s}}
+    rows = {r["question"]: r for r in readings.answers(res)}
+    low = rows["Is lr 0.01 worse than lr 0.05?"]
+    assert low["verdict"] == "agrees" and "-5.28 points" in low["report"]
+    assert low["found"].startswith("-5.67 points, 95% interval") and "detected" in low["found"]
+    high = rows["Is lr 0.5 better than lr 0.05?"]
+    assert high["verdict"] == "not settled" and "its text" in high["report"]
+    assert "could detect" in high["found"] and "seeds would detect" in high["found"]
+    assert readings.verdict({"mean": -0.02, "ci95": [-0.03, -0.01], "detected": True}, +1) \
+        == "contradicts"
+    assert readings.verdict({"mean": 0.01, "ci95": None, "detected": False}, +1) == "not measured"
+    # the overfitting row: train acc 0.5 in every fake run against val 0.10-0.14
+    over = [r for r in readings.answers(res) if "overfit" in r["question"]][0]
+    assert over["verdict"] == "agrees" and over["found"].startswith("50.00% training vs 12.00%")
+
+
+def test_index_markdown_becomes_html():
+    from hpstudy.index import inline_markdown
+    html = str(inline_markdown("`lr=0.5` <b> **best**"))
+    assert html == "<code>lr=0.5</code> &lt;b&gt; <strong>best</strong>"
+    assert "`" not in html
+
+
+def test_a_test_accuracy_interval_stays_within_0_and_100():
+    per = [{"seed": 0, "acc": 0.02, "top5": 0.1, "n": 10000, "wilson95": [0.017, 0.023]},
+           {"seed": 1, "acc": 0.12, "top5": 0.2, "n": 10000, "wilson95": [0.11, 0.13]}]
+    text = readings.test_reading(per, {}, {})
+    assert "[0.00, " in text and "cut to 0-100%" in text and "[-" not in text

@@ -12,9 +12,11 @@ import io
 import json
 import os
 import platform
+import re
 from pathlib import Path
 
 import jinja2
+import markupsafe
 import torch
 from matplotlib.figure import Figure
 
@@ -35,7 +37,18 @@ def _env() -> jinja2.Environment:
     env.filters["ci"] = readings.fmt_ci
     env.filters["sci"] = lambda ci: readings.fmt_ci(ci, signed=True)
     env.filters["pts"] = lambda v: "" if not readings._ok(v) else f"{PT * float(v):+.2f}"
+    env.filters["md"] = inline_markdown
+    env.filters["clip"] = readings.clip_accuracy
     return env
+
+
+def inline_markdown(text: str) -> markupsafe.Markup:
+    """The readings' inline Markdown (``code``, **bold**) as HTML, everything else escaped:
+    the index shows the same sentences as the notebooks, without raw backticks."""
+    html = str(markupsafe.escape(text or ""))
+    html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
+    html = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", html)
+    return markupsafe.Markup(html)
 
 
 def setting_rows(outcome: dict, compare: bool) -> list[dict]:
@@ -124,8 +137,9 @@ def write(out: Path, preset, outcomes: list[dict], total: float) -> Path:
                 "k": next((s["last_k"]["k"] for s in ((o.get("results") or {}).get("settings")
                                                        or {}).values()), None)}
                for o in outcomes]
+    results = {o["study"]: o["results"] for o in outcomes if o.get("results")}
     page = _env().get_template("index.html.j2").render(
-        preset=preset, compare=compare, outcomes=outcomes, studies=studies, data=data,
+        answers=readings.answers(results), preset=preset, compare=compare, outcomes=outcomes, studies=studies, data=data,
         test=test, test_published=(test or {}).get("published") if compare else None,
         runs=run_rows(outcomes), figure=summary_figure(outcomes), total=total,
         generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"), host=platform.node(),

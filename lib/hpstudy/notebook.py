@@ -23,7 +23,7 @@ from .config import Config
 from .data import load_cifar100
 from .evaluation import confused_pairs, test_scores
 from .presets import study_params
-from .runs import Run, find_run, run
+from .runs import NOT_HASHED, Run, find_run, run
 from .studies import Params, label, notebook_defaults, user_globals, validate, write_json
 
 
@@ -146,7 +146,10 @@ class Session:
         out = [self.held_fixed(*u) for u in before]
         extra = {"learning_rate": lambda: readings.learning_rate_reading(self.summary),
                  "schedule": lambda: readings.best_vs_final(self.summary),
-                 "weight_decay": lambda: readings.generalization_gap(self.summary),
+                 "weight_decay": lambda: " ".join(x for x in [
+                     readings.generalization_gap(self.summary),
+                     readings.decay_budget(self.summary, {st.label: st.config
+                                                          for st in self.p.settings()})] if x),
                  "mixup": lambda: readings.mixup_reading(self.summary, self.p.grid)}
         if self.name in extra:
             out.append(extra[self.name]())
@@ -174,7 +177,8 @@ def shared_settings(p: Params) -> str:
     default = Config().to_dict()
     out = []
     for k, v in dicts[0].items():
-        if k == "seed" or any(d[k] != v for d in dicts[1:]):
+        # where the data are and what runs them is the machine's, not the study's
+        if k in ("seed", *NOT_HASHED) or any(d[k] != v for d in dicts[1:]):
             continue
         if v != default[k] or k in ("lr", "epochs"):
             out.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
@@ -217,8 +221,9 @@ class TestSession(Session):
                 for r in self.per_seed()]
         df = pd.DataFrame(rows).set_index("seed")
         acc, top5 = self.test_stats()
-        df.loc["mean ± sd"] = [readings.fmt_mean_sd(acc), readings.fmt_ci(acc.get("ci95")),
-                               readings.fmt_mean_sd(top5), readings.fmt_ci(top5.get("ci95")),
+        clip = readings.clip_accuracy
+        df.loc["mean ± sd"] = [readings.fmt_mean_sd(acc), readings.fmt_ci(clip(acc.get("ci95"))),
+                               readings.fmt_mean_sd(top5), readings.fmt_ci(clip(top5.get("ci95"))),
                                "", ""]
         return df
 

@@ -49,3 +49,29 @@ def numbers(study: str, value, cfg=None) -> dict | None:
     if row is None or (cfg is not None and not follows_protocol(study, cfg)):
         return None
     return dict(row)
+
+
+# The report's claims that a run of this project can test, each as the sign of a paired
+# difference (setting - baseline, final validation accuracy) in one study: +1 the setting is
+# better, -1 it is worse. ``source`` says where the report makes the claim: its table of
+# final-epoch numbers, or its text where the table does not support it.
+CLAIMS = [
+    {"study": "learning_rate", "value": 0.01, "baseline": 0.05, "sign": -1, "source": "table",
+     "question": "Is lr 0.01 worse than lr 0.05?"},
+    {"study": "learning_rate", "value": 0.5, "baseline": 0.05, "sign": +1, "source": "text",
+     "question": "Is lr 0.5 better than lr 0.05?"},
+    {"study": "schedule", "value": "cosine", "baseline": "constant", "sign": +1,
+     "source": "table", "question": "Does cosine annealing beat a constant rate?"},
+    {"study": "weight_decay", "value": 0.0001, "baseline": 0.0005, "sign": -1,
+     "source": "table", "question": "Is weight decay 1e-4 worse than 5e-4?"},
+    {"study": "mixup", "value": 0.2, "baseline": 0.0, "sign": -1, "source": "table",
+     "question": "Is mixup (alpha 0.2) worse than none? (Its own numbers say so, yet the "
+                 "report tested the mixup model.)"},
+]
+
+
+def claim_difference(claim: dict) -> float | None:
+    """The report's own difference for a claim, from its table (None where it has none)."""
+    a = NUMBERS.get((claim["study"], claim["value"]))
+    b = NUMBERS.get((claim["study"], claim["baseline"]))
+    return None if a is None or b is None else a["val_acc"] - b["val_acc"]

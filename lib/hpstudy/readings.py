@@ -72,8 +72,8 @@ def setting_summary(study: str, setting: Setting, seeds: list[int], runs: dict,
         "published": published.numbers(study, setting.value, setting.config),
     }
     if baseline is not None:
-        out["difference"] = stats.paired_difference(per_seed["val_acc"],
-                                                    baseline["per_seed"]["val_acc"])
+        d = stats.paired_difference(per_seed["val_acc"], baseline["per_seed"]["val_acc"])
+        out["difference"] = {**d, **stats.power_of(d)}
         out["difference_loss"] = stats.paired_difference(per_seed["val_loss"],
                                                          baseline["per_seed"]["val_loss"])
     return out
@@ -154,21 +154,48 @@ def forest_rows(summary: dict) -> pd.DataFrame:
 
 # --- sentences -------------------------------------------------------------------------------
 
+def _pts(v) -> str:
+    return f"{PT * v:+.2f}"
+
+
+def power_sentence(d: dict) -> str:
+    """What a paired comparison could detect, from its n and measured sd: the minimum
+    detectable difference (80% power, two-sided 5%) and, for one that detected nothing, the
+    seeds a rerun would need to detect the difference observed."""
+    mdd = d.get("mdd")
+    if mdd is None:
+        return ""
+    sd = f"sd {PT * d['sd']:.2f} points"
+    text = (f"With {d['n']} seeds at this spread ({sd}) the smallest difference detected "
+            f"with 80% power is {PT * mdd:.2f} points")
+    if d.get("detected"):
+        return text + "."
+    need = d.get("seeds_needed")
+    if need is None:
+        return text + "; the observed difference is zero, so no seed count would detect it."
+    return text + (f"; detecting one of the size observed ({PT * abs(d['mean']):.2f} points) "
+                   f"would take about {need} seeds.")
+
+
 def comparison(label: str, base: str, d: dict | None, what: str = "validation accuracy") -> str:
-    """One sentence about ``label`` against ``base`` from their paired difference ``d``."""
+    """What ``label`` against ``base`` shows (paired difference ``d``), said once: the
+    verdict, the difference with its interval, and what the comparison could detect."""
     if d is None or not _ok(d.get("mean")):
         return f"`{label}` cannot be compared with `{base}`: no pair of finished runs."
     n = d["n"]
     if d.get("ci95") is None:
-        return (f"`{label}` vs `{base}`: {PT * d['mean']:+.2f} points of {what} at a single "
-                f"seed; one seed gives no interval, so this is no evidence of a difference.")
+        return (f"`{label}` vs `{base}`: {_pts(d['mean'])} points of {what} at a single "
+                f"seed, which is no evidence of a difference (one seed gives no interval).")
     ci = fmt_ci(d["ci95"], signed=True)
     if d["detected"]:
-        word = "higher" if d["mean"] > 0 else "lower"
-        return (f"`{label}` has {word} {what} than `{base}`: {PT * d['mean']:+.2f} points, "
-                f"95% interval {ci} over {n} paired seeds, which excludes zero.")
-    return (f"No difference in {what} between `{label}` and `{base}` was detected at {n} "
-            f"seeds: {PT * d['mean']:+.2f} points, 95% interval {ci}, which includes zero.")
+        word = "above" if d["mean"] > 0 else "below"
+        head = (f"`{label}` ends {word} `{base}`: {_pts(d['mean'])} points of {what} "
+                f"(95% interval {ci}, {n} paired seeds).")
+    else:
+        head = (f"`{label}` vs `{base}`: no difference detected, {_pts(d['mean'])} points "
+                f"(95% interval {ci}, {n} paired seeds).")
+    more = power_sentence(d)
+    return head + (" " + more if more else "")
 
 
 def winner(summary: dict) -> dict:
@@ -189,7 +216,10 @@ def winner(summary: dict) -> dict:
             "runner_up": runner_up, "difference": diffs.get(runner_up)}
 
 
-def winner_sentence(w: dict, study_title: str) -> str:
+def winner_sentence(w: dict, study_title: str, baseline: str | None = None) -> str:
+    """Which setting has the highest mean and whether it won clearly. Where the winner or the
+    runner-up is ``baseline``, the comparison sentences have given their difference already,
+    so it is not repeated."""
     if w["label"] is None:
         return f"{study_title}: no setting finished, so there is no winner."
     if w["runner_up"] is None:
@@ -197,14 +227,15 @@ def winner_sentence(w: dict, study_title: str) -> str:
     if w.get("tie"):
         return (f"{study_title}: `{w['label']}` and `{w['runner_up']}` tie on mean final "
                 f"validation accuracy: no winner.")
+    said = baseline is not None and baseline in (w["label"], w["runner_up"])
+    d = w["difference"]
+    numbers = "" if said else (f" ({_pts(d['mean'])} points, 95% interval "
+                               f"{fmt_ci(d['ci95'], signed=True)}, {d['n']} seeds)")
     if w["clear"]:
-        return (f"{study_title}: `{w['label']}` wins; its lead over the runner-up "
-                f"`{w['runner_up']}` is {PT * w['difference']['mean']:+.2f} points "
-                f"(95% interval {fmt_ci(w['difference']['ci95'], signed=True)}).")
+        return (f"{study_title}: `{w['label']}` is best; its lead over every other setting "
+                f"excludes zero, the runner-up `{w['runner_up']}` included{numbers}.")
     return (f"{study_title}: `{w['label']}` has the highest mean, but its lead over "
-            f"`{w['runner_up']}` is not detected at {w['difference']['n']} seeds "
-            f"({PT * w['difference']['mean']:+.2f} points, 95% interval "
-            f"{fmt_ci(w['difference']['ci95'], signed=True)}): no clear winner.")
+            f"`{w['runner_up']}` is not detected{numbers}: no clear winner.")
 
 
 def lead(w: dict) -> str:
@@ -281,7 +312,7 @@ def study_reading(p: Params, summary: dict) -> str:
     parts = [f"Final-epoch validation accuracy over {n} seed{'s' if n != 1 else ''} "
              f"({', '.join(map(str, p.seeds))}), each setting compared with `{base}` seed by "
              f"seed.", comparisons(summary, base),
-             winner_sentence(winner(summary), "Overall"), status_notes(summary),
+             winner_sentence(winner(summary), "Overall", base), status_notes(summary),
              scale_note(p.base)]
     return " ".join(x for x in parts if x)
 
@@ -352,6 +383,33 @@ def generalization_gap(summary: dict) -> str:
             "images during the epoch): " + "; ".join(parts) + ".")
 
 
+def decay_budget(summary: dict, configs: dict) -> str:
+    """How much weight decay these runs could apply against the report's runs: lambda times
+    the learning rate summed over every step (``train.lr_sum``), from each setting's config
+    (``configs``: label -> Config) and from the same config at the report's scale (40,000
+    images, 300 epochs). Decay that small cannot show, whatever the interval says."""
+    from .train import lr_sum
+
+    parts = []
+    ratios = []
+    for label, cfg in configs.items():
+        if cfg.weight_decay <= 0:
+            continue
+        ours = cfg.weight_decay * lr_sum(cfg)
+        theirs = cfg.weight_decay * lr_sum(cfg.replace(n_train=None,
+                                                       epochs=published.EPOCHS["weight_decay"]))
+        ratios.append(theirs / ours)
+        parts.append(f"`{label}` {ours:.4f} against {theirs:.3f} at the report's scale")
+    if not parts:
+        return ""
+    return ("Weight decay shrinks every weight by (1 - lr x lambda) per step, so lambda times "
+            "the learning rate summed over all steps says how much decay a run applies: "
+            + "; ".join(parts) + f". These runs apply {min(ratios):.0f}x"
+            + (f"-{max(ratios):.0f}x" if round(max(ratios)) != round(min(ratios)) else "")
+            + " less decay than the report's; a difference the report saw after 300 epochs need "
+            "not exist here, and an undetected one here says little about its claim.")
+
+
 def mixup_bounds(alpha: float, draws: int = 200_000, seed: int = 0) -> dict:
     """What mixup with Beta(alpha, alpha) allows an epoch's training numbers to reach.
 
@@ -406,6 +464,14 @@ def mixup_reading(summary: dict, alphas: list) -> str:
     return " ".join(parts)
 
 
+def clip_accuracy(ci):
+    """A t-interval of an accuracy, cut to [0, 1]: at 2-3 seeds it can reach past either end,
+    where no accuracy lies."""
+    if not ci:
+        return ci
+    return [max(0.0, ci[0]), min(1.0, ci[1])]
+
+
 def test_reading(per_seed: list[dict], upstream: dict, recipe: dict) -> str:
     """``per_seed``: one dict per seed with acc, top5, n, wilson95, top5_wilson95;
     ``upstream``: study -> recorded winner (or None); ``recipe``: study -> (field label held
@@ -419,8 +485,10 @@ def test_reading(per_seed: list[dict], upstream: dict, recipe: dict) -> str:
                      f"{PT * lo:.2f}-{PT * hi:.2f}% on {r['n']:,} images)")
     text = "Test accuracy per seed: " + "; ".join(parts) + "."
     if s["n"] > 1:
-        text += (f" Across seeds: {fmt_mean_sd(s)}, 95% interval {fmt_ci(s['ci95'])}%: the "
-                 f"seed-to-seed spread is the part a single-image-set interval does not show.")
+        ci = clip_accuracy(s["ci95"])
+        text += (f" Across seeds: {fmt_mean_sd(s)}, 95% interval {fmt_ci(ci)}%"
+                 + (" (the t-interval, cut to 0-100%)" if ci != s["ci95"] else "")
+                 + ": the seed-to-seed spread, which one image set's interval does not show.")
     else:
         text += " One seed: the spread between seeds is not measured."
     held = []
@@ -456,3 +524,84 @@ def normalization_in_use(normalize: str, preset: str | None) -> str:
                 f"(`normalize='published'`), to follow its protocol; `normalize='train'` uses "
                 f"the proper ones.")
     return f"{where} do not normalize (`normalize='{normalize}'`): inputs are scaled to [0, 1]."
+
+
+# --- the answers: each of the report's claims against this report's runs ---------------------
+
+def verdict(d: dict | None, sign: int) -> str:
+    """``agrees`` / ``contradicts`` when the paired interval excludes zero on the claim's side
+    or the other; ``not settled`` when it does not; ``not measured`` without an interval."""
+    if not d or d.get("ci95") is None or not _ok(d.get("mean")):
+        return "not measured"
+    if not d["detected"]:
+        return "not settled"
+    return "agrees" if (d["mean"] > 0) == (sign > 0) else "contradicts"
+
+
+def found_text(d: dict | None) -> str:
+    """A paired difference in a few words: mean, interval, seeds, and what it could detect."""
+    if not d or not _ok(d.get("mean")):
+        return "no finished pair of runs"
+    if d.get("ci95") is None:
+        return f"{_pts(d['mean'])} points at one seed (no interval)"
+    text = (f"{_pts(d['mean'])} points, 95% interval {fmt_ci(d['ci95'], signed=True)}, "
+            f"{d['n']} seeds; " + ("detected" if d["detected"] else "not detected"))
+    if d.get("mdd") is not None:
+        text += f"; could detect {PT * d['mdd']:.2f} points (80% power)"
+        if not d["detected"] and d.get("seeds_needed"):
+            text += f"; about {d['seeds_needed']} seeds would detect one this size"
+    return text
+
+
+def claim_label(study_name: str, value) -> str:
+    from .studies import STUDIES, label
+    return label(STUDIES[study_name].grid_field, value)
+
+
+def answers(results: dict) -> list[dict]:
+    """One row per claim of the report that these results test: the question, what the
+    report says (its difference where its table has one), what this report's runs found, and
+    the verdict. ``results``: study -> that study's results JSON (``Session.record``)."""
+    rows = []
+    for c in published.CLAIMS:
+        res = results.get(c["study"]) or {}
+        settings = res.get("settings") or {}
+        s = settings.get(claim_label(c["study"], c["value"]))
+        if s is None or res.get("baseline") != claim_label(c["study"], c["baseline"]):
+            continue
+        pub = published.claim_difference(c)
+        said = ("better" if c["sign"] > 0 else "worse")
+        report = f"{said} ({'its text; its table: ' if c['source'] == 'text' else ''}" + \
+            (f"{_pts(pub)} points, one run each)" if pub is not None else "no number)")
+        d = s.get("difference")
+        rows.append({"study": c["study"], "question": c["question"], "report": report,
+                     "found": found_text(d), "verdict": verdict(d, c["sign"])})
+    over = overfitting(results)
+    if over:
+        rows.append(over)
+    return rows
+
+
+def overfitting(results: dict) -> dict | None:
+    """Whether the baseline runs reach the regime the schedule, weight-decay and mixup
+    studies are about: training accuracy above validation accuracy at the end (the report's
+    300-epoch runs: 99.8% against 57%). Paired over seeds: train - val per run."""
+    for name in ("schedule", "learning_rate"):
+        res = results.get(name) or {}
+        s = (res.get("settings") or {}).get(res.get("baseline"))
+        if s:
+            break
+    else:
+        return None
+    d = stats.paired_difference(s["per_seed"]["train_acc"], s["per_seed"]["val_acc"])
+    tr, va = s["train_acc"].get("mean"), s["val_acc"].get("mean")
+    if not (_ok(tr) and _ok(va)):
+        return None
+    pub = published.NUMBERS[("schedule", "constant")]
+    return {"study": name, "question": f"Does the baseline (`{s['label']}`) overfit: training "
+                                       f"accuracy above validation?",
+            "report": f"yes ({PT * pub['train_acc']:.2f}% training vs {PT * pub['val_acc']:.2f}% "
+                      f"validation, constant rate, 300 epochs)",
+            "found": f"{PT * tr:.2f}% training vs {PT * va:.2f}% validation; gap "
+                     + found_text(d),
+            "verdict": verdict(d, +1)}
