@@ -25,6 +25,7 @@ from .config import ConfigError
 from .paths import notebooks_dir, project_root
 from .plan import format_plan, parse_overrides, plan, runs_of, study_parameters
 from .presets import PresetError, load_preset
+from .progress import Progress
 from .data import resolve_root
 from .runs import store_root, stored_status
 from .studies import STUDIES
@@ -190,10 +191,11 @@ def main(args) -> int:
             labels = {r.hash: r.label() for r in todo}
             render_ready()
             if cfgs:
-                dispatch.execute(cfgs, executor, root=extra["runs_root"], jobs=args.jobs,
-                                 address=args.address, runs_per_gpu=args.runs_per_gpu,
-                                 slurm=slurm_options(args), labels=labels,
-                                 on_done=lambda h, st: render_ready())
+                with Progress(todo) as shown:
+                    dispatch.execute(cfgs, executor, root=extra["runs_root"], jobs=args.jobs,
+                                     address=args.address, runs_per_gpu=args.runs_per_gpu,
+                                     slurm=slurm_options(args), labels=labels, log=shown,
+                                     on_done=lambda h, st: render_ready())
         render_ready(final=True)
     except KeyboardInterrupt:
         print("interrupted: every finished epoch is kept in the run store; run the same "
