@@ -131,3 +131,42 @@ def test_a_real_subset_learns(real_root, store, capsys):
         print(f"\n[real data] 5 epochs, 2,000 train / 10,000 val images, width 0.25: "
               f"{r.history['seconds'].sum():.1f} s, val_acc {row['val_acc']:.4f}, "
               f"train_loss {row['train_loss']:.3f}")
+
+
+def test_eval_every_scores_fewer_epochs_and_trains_the_same(tiny_env, tmp_path):
+    """Scoring is read-only: a run that scores every 2nd epoch trains exactly as one that
+    scores every epoch, holds nan where it did not score, and always scores the last epoch."""
+    from hpstudy.evaluation import diverged_at
+
+    cfg = tiny_config(epochs=5, n_train=400, schedule="cosine")
+    every = hpstudy.run(cfg, root=tmp_path / "a", log=quiet)
+    sparse = hpstudy.run({**cfg, "eval_every": 2}, root=tmp_path / "b", log=quiet)
+    assert sparse.status == "done" and diverged_at(sparse) is None
+    h, e = sparse.history, every.history
+    scored = [2, 4, 5]
+    assert list(h.loc[h["val_acc"].notna(), "epoch"]) == scored
+    assert h.loc[~h["epoch"].isin(scored), "val_loss"].isna().all()
+    for col in ("train_loss", "train_acc", "lr"):
+        assert list(h[col]) == list(e[col])                   # training untouched
+    assert list(h.loc[h["epoch"].isin(scored), "val_acc"]) == \
+        list(e.loc[e["epoch"].isin(scored), "val_acc"])
+    assert sparse.dir.name != every.dir.name                  # a different run in the store
+    # every-epoch scoring keeps the hash that stored runs had before the key existed
+    from hpstudy.runs import resolved_config, run_hash
+    r = resolved_config(Config.from_dict(cfg))
+    assert run_hash(r, "x") == run_hash({k: v for k, v in r.items() if k != "eval_every"}, "x")
+
+
+def test_lr_sum_counts_every_step():
+    from hpstudy.train import lr_sum, steps_per_epoch
+    # 1,000 images at batch 128: 7 full batches and one of 104
+    c = Config.from_dict({"lr": 0.05, "epochs": 30, "n_train": 1000})
+    assert steps_per_epoch(c) == 8
+    assert lr_sum(c) == pytest.approx(8 * 30 * 0.05)
+    # a last batch of one image is skipped (BatchNorm cannot train on it)
+    assert steps_per_epoch(c.replace(n_train=1025)) == 8
+    # the report: 40,000 images (313 steps), 300 epochs, cosine from 0.05. The cosines of
+    # e = 1..299 cancel in pairs (e and 300 - e), leaving e = 0: sum (1 + cos) / 2 = 301 / 2
+    rep = Config.from_dict({"lr": 0.05, "epochs": 300, "schedule": "cosine"})
+    assert steps_per_epoch(rep) == 313
+    assert lr_sum(rep) == pytest.approx(313 * 0.05 * 301 / 2, rel=1e-9)

@@ -100,6 +100,17 @@ def cmd_plan(args) -> int:
     if args.json:
         write_json(args.json, [r.row() for r in planned])
         print(f"wrote {args.json}")
+    if args.power is not None:
+        from .plan import format_power, pilot_power, study_parameters
+        from .presets import load_preset
+        from .plan import parse_overrides
+
+        params = study_parameters(load_preset(args.preset), list(args.studies or STUDIES),
+                                  parse_overrides(args.param))
+        pilot = args.power or args.runs
+        print(f"\npower of this plan from the stored runs under {pilot or 'the run store'} "
+              f"(same configs, other seeds):")
+        print(format_power(pilot_power(params, pilot)))
     return 0
 
 
@@ -170,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
         if name == "plan":
             q.add_argument("--json", default=None, help="write the plan as JSON")
+            q.add_argument("--power", nargs="?", const="", default=None, metavar="PILOT_RUNS",
+                           help="each comparison's minimum detectable difference at the "
+                                "plan's seeds, from stored runs of the same configs at other "
+                                "seeds (a pilot's store; default the run store)")
         else:
             q.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat until done")
         q.set_defaults(func=func)

@@ -33,7 +33,15 @@ def diverged_at(run) -> int | None:
         return 0 if status == "diverged" else None
     cols = [c for c in ("train_loss", "val_loss") if c in h]
     vals = h[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(vals).all(axis=1)
+    finite = np.isfinite(vals)
+    cfg = getattr(run, "config", None)
+    if cfg is not None and "val_loss" in cols and getattr(cfg, "eval_every", 1) > 1:
+        # epochs that were not scored hold nan by design, not by divergence
+        from .train import evaluated_epoch
+        scored = np.array([evaluated_epoch(cfg, int(e)) for e in h["epoch"]])
+        j = cols.index("val_loss")
+        finite[:, j] |= ~scored & ~np.isinf(vals[:, j])
+    bad = ~finite.all(axis=1)
     if bad.any():
         return int(h["epoch"].iloc[int(np.argmax(bad))])
     if status == "diverged":

@@ -7,6 +7,8 @@ schedule study's constant run is the learning-rate study's lr=0.05 run) are trai
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,10 +124,15 @@ def progress(d: Path) -> tuple[int, float | None]:
         return 0, None
     if len(lines) < 2:
         return 0, None
-    try:
-        last = float(lines[-1].split(",")[HISTORY_COLUMNS.index("val_acc")])
-    except (ValueError, IndexError):
-        last = None
+    last = None
+    for line in reversed(lines[1:]):      # epochs not scored (eval_every > 1) hold nan
+        try:
+            v = float(line.split(",")[HISTORY_COLUMNS.index("val_acc")])
+        except (ValueError, IndexError):
+            break
+        if math.isfinite(v):
+            last = v
+            break
     return len(lines) - 1, last
 
 
@@ -195,6 +202,64 @@ def measured_rate(planned: list[PlannedRun]) -> float | None:
             secs += s
             imgs += r.epochs_done * (r.config.n_train or FULL_TRAIN)
     return secs / imgs if imgs else None
+
+
+def pilot_power(params: dict[str, Params], pilot_root: str | os.PathLike | None) -> list[dict]:
+    """What stored runs of the same configs at other seeds (a pilot's) say about each
+    comparison a planned preset makes: their paired difference to the study's baseline, and
+    at the preset's seed count the minimum detectable difference (80% power, two-sided 5%),
+    the power for a difference of the size the pilot saw, and the seeds that size needs."""
+    from .runs import NOT_HASHED, list_runs
+    from . import stats
+
+    def key(d: dict) -> str:
+        return json.dumps({k: d[k] for k in Config.keys() if k not in ("seed", *NOT_HASHED)},
+                          sort_keys=True)
+
+    finals: dict[str, dict[int, float]] = {}
+    df = list_runs(pilot_root)
+    for row in df.to_dict("records") if not df.empty else []:
+        if row.get("status") == "done" and all(k in row for k in Config.keys()):
+            finals.setdefault(key(row), {})[int(row["seed"])] = float(row["final_val_acc"])
+    out = []
+    for name, p in params.items():
+        if not p.study.trains or not p.study.grid_key:
+            continue
+        base = p.baseline()
+        b = finals.get(key(base.config.to_dict()), {})
+        for s in p.settings():
+            if s.label == base.label:
+                continue
+            a = finals.get(key(s.config.to_dict()), {})
+            seeds = sorted(set(a) & set(b))
+            d = stats.paired_difference([a[x] for x in seeds], [b[x] for x in seeds])
+            n = len(p.seeds)
+            out.append({"study": name, "setting": s.label, "baseline": base.label,
+                        "pilot_seeds": seeds, "pilot": d, "planned_seeds": n,
+                        "mdd": stats.min_detectable(d.get("sd"), n),
+                        "power": stats.power(d.get("mean"), d.get("sd"), n),
+                        "seeds_needed": stats.seeds_needed(d.get("mean"), d.get("sd"))})
+    return out
+
+
+def format_power(rows: list[dict]) -> str:
+    lines = [f"{'study':<14} {'comparison':<44} {'pilot':>6} {'mean':>7} {'sd':>6} "
+             f"{'n':>3} {'MDD':>6} {'power':>6} {'needs':>6}"]
+    for r in rows:
+        d = r["pilot"]
+
+        def pt(v):
+            return f"{100 * v:+.2f}" if v is not None and math.isfinite(v) else "-"
+        power = f"{r['power']:.2f}" if r["power"] is not None else "-"
+        lines.append(f"{r['study']:<14} {r['setting'] + ' - ' + r['baseline']:<44.44} "
+                     f"{len(r['pilot_seeds']):>6} {pt(d.get('mean')):>7} {pt(d.get('sd')):>6} "
+                     f"{r['planned_seeds']:>3} {pt(r['mdd']):>6} {power:>6} "
+                     f"{r['seeds_needed'] or '-':>6}")
+    lines.append("pilot: seeds of stored runs with the same configs; n: the plan's seeds; MDD: "
+                 "the smallest difference n seeds detect with 80% power at the pilot's sd "
+                 "(points of final val acc); power: of n seeds for the pilot's mean; needs: "
+                 "seeds for 80% power at it")
+    return "\n".join(lines)
 
 
 __all__ = ["PlannedRun", "plan", "route_overrides", "study_parameters", "runs_of",

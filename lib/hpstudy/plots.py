@@ -101,7 +101,9 @@ def _plot_metric(ax, h: pd.DataFrame, metric: str, color, label: str, linestyle=
     edge for an accuracy (it is undefined there)."""
     if metric in h and len(h):
         hh = h if diverged is None else h[h["epoch"] < diverged]
-        few = hh[metric].notna().sum() <= 3
+        # epochs not scored (eval_every > 1) hold nan: the line joins the scored ones
+        hh = hh[hh[metric].notna()]
+        few = len(hh) <= 3
         ax.plot(hh["epoch"], hh[metric], color=color, linestyle=linestyle, label=label,
                 linewidth=linewidth, marker="o" if few else None, markersize=3.5)
     else:
@@ -150,7 +152,7 @@ def run_curves(run, title: str | None = None, *, reference: dict | None = None) 
     """Loss and accuracy, train and validation, per epoch: two panels.
 
     ``reference`` (optional): final-epoch numbers of the report for this setting
-    (``hpstudy.reference.REPORT``), drawn as dotted horizontal lines.
+    (``published.numbers``), drawn as dotted horizontal lines.
     """
     h = _history(run)
     div = diverged_at(run)
