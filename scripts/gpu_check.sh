@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# Run once on a machine with a CUDA GPU to fill in the README's GPU figures:
-#   1. the benchmark on CUDA (ours vs the report's pipeline in its own process, alternating segments),
-#   2. one epoch of the `paper` preset's longest configuration (width 1.0, 40k/10k, fp32),
-#   3. how many runs fit on one GPU: the paper epoch with K runs at once (K = 1, 2, 4).
-# Results land in ${OUT:-gpu-results}/ (JSON + logs); paste them into README and RESULTS.md.
+# The GPU check, for a bare GPU machine: no network, nothing installed, no venv made. It needs
+# python3 with torch (2.11 or newer), torchvision, numpy, pandas, scipy and pyyaml, and this
+# working tree; the package runs from lib/ (PYTHONPATH), papermill and nbconvert are never
+# imported. In at most 8 minutes it measures, on synthetic images of CIFAR's shape:
+#   1. one epoch of `paper`'s longest configuration (width 1.0, 40k + 10k images, batch 128),
+#      fp32 and bf16, compile on and off;
+#   2. that epoch with K = 1, 2, 4, 8 runs at once (processes, as --runs-per-gpu packs them)
+#      and the best K;
+#   3. the benchmark on CUDA (ours vs the report's pipeline);
+#   4. with gpu-check-data/cifar100-subset.npz (`python scripts/make_subset.py`, run where
+#      CIFAR-100 is) a short accuracy check on real images;
+#   5. the projected wall time of the whole `paper` preset on one such GPU at the best K.
+# Results: OUT/gpu_check.json and OUT/gpu_check.log (default gpu-results/).
+#
+#   bash scripts/gpu_check.sh                          # on the GPU machine
+#   bash scripts/gpu_check.sh --out DIR --subset FILE.npz
+#   bash scripts/gpu_check.sh --device cpu --sizes tiny --out /tmp/x   # the CPU rehearsal
+#
+# PYTHON=/path/to/python overrides python3; GPU_CHECK_LIMIT (default 480 s) is the hard stop
+# (the check keeps to its own --budget, 450 s by default, and writes its JSON after every
+# segment, so even a hard stop leaves what was measured).
 set -euo pipefail
-source "$(dirname "$0")/setup.sh"
-OUT="${OUT:-gpu-results}"
-mkdir -p "$OUT"
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))" | tee "$OUT/device.txt"
-hpstudy bench --device cuda --json "$OUT/bench_cuda.json" | tee "$OUT/bench_cuda.log"
-RUNS="$(mktemp -d)"
-for K in 1 2 4; do
-  start=$(date +%s.%N)
-  for i in $(seq 1 "$K"); do
-    hpstudy train epochs=1 width=1.0 batch_size=128 lr=0.05 schedule=cosine weight_decay=5e-4 \
-      normalize=published precision=fp32 seed="$i" --runs "$RUNS/k$K" > "$OUT/paper_epoch_k${K}_$i.log" 2>&1 &
-  done
-  wait
-  end=$(date +%s.%N)
-  python - "$K" "$start" "$end" <<'PY' | tee -a "$OUT/runs_per_gpu.txt"
-import sys
-k, t0, t1 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-print(f"K={k}: {k} paper epochs (40k train + 10k val, width 1.0, fp32) in {t1 - t0:.1f} s wall, "
-      f"{(t1 - t0) / k:.1f} s per run-epoch")
-PY
-done
-grep -h "epoch 1/1" "$OUT"/paper_epoch_k1_1.log | tee "$OUT/paper_epoch.txt"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python3}"
+export PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+if command -v timeout >/dev/null 2>&1; then
+  exec timeout --kill-after=15 "${GPU_CHECK_LIMIT:-480}" "$PY" -m hpstudy.gpu_check "$@"
+fi
+exec "$PY" -m hpstudy.gpu_check "$@"

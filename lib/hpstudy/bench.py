@@ -73,6 +73,11 @@ def synthetic_cifar(n_train: int = 50000, n_test: int = 10000, seed: int = 0) ->
 
 
 def load_data(root: str | None) -> tuple[D.CIFAR100, str]:
+    """CIFAR-100 from ``root`` (default $HPSTUDY_DATA), else synthetic images. ``synthetic``
+    (or ``synthetic:N``, N training images) asks for synthetic ones even where CIFAR-100 is."""
+    if root and (root == "synthetic" or root.startswith("synthetic:")):
+        n = int(root.partition(":")[2] or 50000)
+        return synthetic_cifar(n, max(n // 5, 1)), f"synthetic uint8 ({n}, 3, 32, 32)"
     root = root or os.environ.get("HPSTUDY_DATA")
     if root:
         p = Path(root).expanduser()
@@ -337,7 +342,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
     p.add_argument("--data-root", default=None,
-                   help="CIFAR-100 folder (default $HPSTUDY_DATA; synthetic data when absent)")
+                   help="CIFAR-100 folder (default $HPSTUDY_DATA; synthetic data when absent); "
+                        "'synthetic' or 'synthetic:N' for synthetic images (N of them)")
     p.add_argument("--allocator", choices=("library", "default"), default="library",
                    help="CPU: 'library' lets ours tune glibc malloc as fit does; 'default' "
                         "leaves it alone")
