@@ -85,7 +85,9 @@ SIZES = {
                  ks=(1, 2, 4, 8), compile_backend="inductor",
                  bench=dict(steps=20, segments=3, width=1.0, batch_size=128, eval_images=0),
                  accuracy=dict(width=0.25, epochs=15, batch_size=128),
-                 need_s=dict(plan=2, paper_epoch=60, runs_at_once=80, bench=45, accuracy=20,
+                 # seconds a segment needs at least: what is left after the later segments'
+                 # needs is what it may take (runs_at_once, the point of the check, first)
+                 need_s=dict(plan=2, paper_epoch=60, runs_at_once=120, bench=60, accuracy=20,
                              projection=0),
                  variant_cap_s=180, threads=None),
     # the rehearsal on a CPU: the same code path, tiny shapes; compile through aot_eager
@@ -291,7 +293,6 @@ def worker_main(spec: dict) -> int:
         out.write(json.dumps(msg) + "\n")
         out.flush()
 
-    t0 = time.perf_counter()
     try:
         device = torch.device(spec["device"])
         torch.set_num_threads(spec["threads"])
@@ -301,7 +302,8 @@ def worker_main(spec: dict) -> int:
                      synthetic_split(spec["n_val"], 2 * seed + 1, device),
                      spec["compile_backend"])
         warm = tr.warm_up(spec["warmup_steps"])
-        send({"ready": True, "pid": os.getpid(), "setup_s": time.perf_counter() - t0,
+        # set-up: from importing torch to warmed up (what each run pays once)
+        send({"ready": True, "pid": os.getpid(), "setup_s": time.monotonic() - T0,
               "warm_up_s": warm, "compiled": tr.compiled})
     except Exception as e:
         send({"error": _error(e), "traceback": _tail(e)})
@@ -482,6 +484,7 @@ class Check:
             limit = min(s["variant_cap_s"], _left(deadline) - later)
             if limit < 2:
                 v.update(status="skipped", reason=f"{_left(deadline):.0f} s left of the segment")
+                self.log(f"  {precision} compile {comp}: skipped ({v['reason']})")
                 variants.append(v)
                 continue
             t = time.perf_counter()
@@ -617,6 +620,8 @@ class Check:
             replies = [w.reply(deadline) for w in workers]
         except SegmentTimeout as e:
             return {"k": k, "status": "error", "error": _error(e), "timed_out": True}
+        except OSError as e:                # a worker is gone (its pipe broke)
+            return {"k": k, "status": "error", "error": _error(e)}
         wall = time.monotonic() - t
         bad = [m for m in replies if "error" in m]
         if bad:
