@@ -209,7 +209,7 @@ def pilot_power(params: dict[str, Params], pilot_root: str | os.PathLike | None)
     comparison a planned preset makes: their paired difference to the study's baseline, and
     at the preset's seed count the minimum detectable difference (80% power, two-sided 5%),
     the power for a difference of the size the pilot saw, and the seeds that size needs."""
-    from .runs import NOT_HASHED, list_runs
+    from .runs import NOT_HASHED, stored_runs
     from . import stats
 
     def key(d: dict) -> str:
@@ -217,10 +217,10 @@ def pilot_power(params: dict[str, Params], pilot_root: str | os.PathLike | None)
                           sort_keys=True)
 
     finals: dict[str, dict[int, float]] = {}
-    df = list_runs(pilot_root)
-    for row in df.to_dict("records") if not df.empty else []:
-        if row.get("status") == "done" and all(k in row for k in Config.keys()):
-            finals.setdefault(key(row), {})[int(row["seed"])] = float(row["final_val_acc"])
+    for r in stored_runs(pilot_root):
+        if r.status == "done":
+            c = r.config.to_dict()
+            finals.setdefault(key(c), {})[c["seed"]] = float(r.final["val_acc"])
     out = []
     for name, p in params.items():
         if not p.study.trains or not p.study.grid_key:

@@ -488,6 +488,16 @@ def describe(cfg: Config) -> str:
     return ", ".join(parts)
 
 
+def stored_runs(root: str | os.PathLike | None = None):
+    """Every run of the store that loads (damaged folders are skipped; ``list_runs`` names
+    them)."""
+    for d in sorted(store_root(root).glob("*/config.json")):
+        try:
+            yield Run.load(d.parent)
+        except Exception:
+            continue
+
+
 def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
     """Every stored run: config columns, status, final and best validation metrics."""
     rows = []
