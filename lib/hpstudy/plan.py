@@ -212,9 +212,11 @@ def pilot_power(params: dict[str, Params], pilot_root: str | os.PathLike | None)
     from .runs import NOT_HASHED, stored_runs
     from . import stats
 
+    # scoring every k epochs leaves training and the final epoch's numbers as they are
+    ignored = ("seed", "eval_every", *NOT_HASHED)
+
     def key(d: dict) -> str:
-        return json.dumps({k: d[k] for k in Config.keys() if k not in ("seed", *NOT_HASHED)},
-                          sort_keys=True)
+        return json.dumps({k: d[k] for k in Config.keys() if k not in ignored}, sort_keys=True)
 
     finals: dict[str, dict[int, float]] = {}
     for r in stored_runs(pilot_root):
