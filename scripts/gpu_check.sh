@@ -11,7 +11,7 @@
 #   4. with gpu-check-data/cifar100-subset.npz (`python scripts/make_subset.py`, run where
 #      CIFAR-100 is) a short accuracy check on real images;
 #   5. the projected wall time of the whole `paper` preset on one such GPU at the best K.
-# Results: OUT/gpu_check.json and OUT/gpu_check.log (default gpu-results/).
+# Results: OUT/gpu_check.json, OUT/gpu_check.log and OUT/stderr.log (default gpu-results/).
 #
 #   bash scripts/gpu_check.sh                          # on the GPU machine
 #   bash scripts/gpu_check.sh --out DIR --subset FILE.npz

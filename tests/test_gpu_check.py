@@ -209,6 +209,7 @@ def check_record(r: dict, *, ks: list[int], subset: Path | None, python_prefix: 
 
 
 def check_log(out: Path, r: dict) -> None:
+    assert (out / "stderr.log").exists()
     log = (out / "gpu_check.log").read_text()
     assert f"best K = {r['best_k']}" in log
     assert "projection: paper" in log and f"{r['projection']['hours']:.1f} h" in log

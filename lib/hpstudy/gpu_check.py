@@ -26,7 +26,8 @@ one overall time budget (a segment that does not fit is skipped and says so):
 6. ``projection``: the ``paper`` preset's wall time on one such device at the best K.
 
 Results: ``OUT/gpu_check.json`` (rewritten after every segment, so a run cut short keeps what
-it measured) and ``OUT/gpu_check.log``, the same in lines. ``--sizes tiny`` shrinks every
+it measured), ``OUT/gpu_check.log``, the same in lines, and ``OUT/stderr.log``, what every
+process of the check wrote to stderr (warnings, a failing segment's traceback). ``--sizes tiny`` shrinks every
 segment so that ``--device cpu`` rehearses the whole path in well under a minute
 (tests/test_gpu_check.py).
 """
@@ -180,6 +181,40 @@ def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+class StderrCopy:
+    """Everything written to file descriptor 2 from here on, by this process and the ones it
+    starts (workers, the bench's reference, compile workers), goes to the terminal and to
+    ``path`` as well: warnings and tracebacks survive the machine."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "ab")
+        self.terminal = os.dup(2)
+        r, w = os.pipe()
+        os.dup2(w, 2)
+        os.close(w)
+        self.thread = threading.Thread(target=self._pump, args=(r,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, r: int) -> None:
+        while True:          # drain whatever happens, so that no writer ever blocks
+            data = os.read(r, 65536)
+            if not data:
+                break
+            for fd_write in (lambda: os.write(self.terminal, data),
+                             lambda: (self.file.write(data), self.file.flush())):
+                try:
+                    fd_write()
+                except (OSError, ValueError):
+                    pass
+        os.close(r)
+
+    def close(self) -> None:
+        sys.stderr.flush()
+        os.dup2(self.terminal, 2)           # our end of the pipe closes: the pump ends
+        self.thread.join(timeout=5)
+        self.file.close()
 
 
 def _die_with_parent() -> None:
@@ -383,6 +418,7 @@ class Check:
         self.json_path = self.out / "gpu_check.json"
         self.log_path = self.out / "gpu_check.log"
         self.log_path.write_text("")
+        (self.out / "stderr.log").write_text("")
         self.deadline = T0 + a.budget
         self.device = torch.device(a.device)
         self.paper_base = dict(PAPER_LONGEST)
@@ -819,7 +855,8 @@ class Check:
         self.save()
         self.log(f"done in {time.monotonic() - T0:.0f} s"
                  + (f"; failed: {', '.join(errors)}" if errors else "; no segment failed")
-                 + f"; results in {self.json_path} and {self.log_path}")
+                 + f"; results in {self.json_path} and {self.log_path} (tracebacks and "
+                 f"warnings of every process in {self.out / 'stderr.log'})")
         return 1 if errors else 0
 
 
@@ -866,6 +903,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OMP_NUM_THREADS"] = str(n)      # the processes this one starts, too
         torch.set_num_threads(n)
     check = Check(a)
+    copy = StderrCopy(check.out / "stderr.log")
+    try:
+        return _run(check, a)
+    finally:
+        copy.close()
+
+
+def _run(check: "Check", a: argparse.Namespace) -> int:
     if a.device == "cuda" and not torch.cuda.is_available():
         check.r.update(status="error", error="CUDA is not available (torch "
                        f"{torch.__version__}, built with CUDA {torch.version.cuda})")
