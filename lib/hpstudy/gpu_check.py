@@ -337,8 +337,7 @@ def worker_main(spec: dict) -> int:
                      synthetic_split(spec["n_val"], 2 * seed + 1, device),
                      spec["compile_backend"])
         warm = tr.warm_up(spec["warmup_steps"])
-        # set-up: from importing torch to warmed up (what each run pays once)
-        send({"ready": True, "pid": os.getpid(), "setup_s": time.monotonic() - T0,
+        send({"ready": True, "pid": os.getpid(), "in_process_s": time.monotonic() - T0,
               "warm_up_s": warm, "compiled": tr.compiled})
     except Exception as e:
         send({"error": _error(e), "traceback": _tail(e)})
@@ -360,6 +359,7 @@ def worker_main(spec: dict) -> int:
 class Worker:
     def __init__(self, spec: dict):
         cmd = [sys.executable, "-m", "hpstudy.gpu_check", "--worker", json.dumps(spec)]
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.replies: queue.Queue = queue.Queue()
@@ -368,9 +368,11 @@ class Worker:
     def _pump(self):
         for line in self.proc.stdout:
             try:
-                self.replies.put(json.loads(line))
+                msg = json.loads(line)
             except ValueError:
                 continue
+            msg["received"] = time.monotonic()
+            self.replies.put(msg)
         self.replies.put({"error": f"the worker exited ({self.proc.wait()})"})
 
     def send(self, msg: dict) -> None:
@@ -597,7 +599,8 @@ class Check:
                 msg = w.reply(deadline)
                 (ready if msg.get("ready") else failed).append((w, msg))
             out["start_up_s"] = time.perf_counter() - t
-            out["setup_s"] = [m["setup_s"] for _, m in ready]
+            # a run's start-up: interpreter, imports, data, model, compile and warm-up
+            out["setup_s"] = [m["received"] - w.started for w, m in ready]
             if failed:
                 out["worker_errors"] = [m.get("error") for _, m in failed]
                 self.log(f"  {len(failed)} of {len(workers)} workers failed to start: "
