@@ -309,6 +309,25 @@ def test_budget_is_kept_and_skips_are_recorded(tmp_path):
     assert "skipped" in (tmp_path / "out" / "gpu_check.log").read_text()
 
 
+def test_a_failing_segment_is_recorded_and_the_rest_runs(tmp_path):
+    """Compiling fails (as it might with torch 2.11 on the GPU machine): the two compiled
+    variants record the error, the others and the projection still run, the exit code is 1."""
+    r, p = _check(tmp_path / "out", "--compile-backend", "no_such_backend", "--skip",
+                  "runs_at_once", "bench", timeout=300)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-3000:]
+    assert r["status"] == "complete"
+    variants = {(v["precision"], v["compile"]): v for v in r["segments"]["paper_epoch"]["variants"]}
+    for key, v in variants.items():
+        assert v["status"] == ("error" if key[1] == "on" else "ok"), (key, v)
+        if key[1] == "on":
+            assert "no_such_backend" in v["error"] and v["traceback"]
+    assert sorted(r["errors"]) == ["paper_epoch bf16/on", "paper_epoch fp32/on"]
+    pr = r["projection"]            # from the one-run-at-a-time fp32 epoch: K = 1
+    assert pr["best_k"] == 1 and pr["basis"].startswith("paper_epoch (fp32, compile off)")
+    assert pr["s_per_run_epoch"] == pytest.approx(variants["fp32", "off"]["epoch_s"])
+    assert "FAILED" in (tmp_path / "out" / "gpu_check.log").read_text()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
 def test_cuda_requested_without_cuda_is_an_error_in_the_json(tmp_path):
     p = subprocess.run([sys.executable, "-m", "hpstudy.gpu_check", "--out", str(tmp_path)],

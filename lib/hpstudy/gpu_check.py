@@ -3,6 +3,7 @@
 
     PYTHONPATH=lib python3 -m hpstudy.gpu_check --out gpu-results [--device cuda]
         [--sizes full|tiny] [--subset gpu-check-data/cifar100-subset.npz] [--budget 450]
+        [--skip SEGMENT ...] [--ks 1,2,4,8] [--compile-backend inductor]
 
 (``scripts/gpu_check.sh`` runs exactly this.) It needs what a bare GPU machine has: Python,
 torch (2.11 or newer), torchvision, numpy, pandas, scipy, pyyaml; the package from the working
@@ -415,6 +416,7 @@ class Check:
     def __init__(self, a: argparse.Namespace):
         self.a = a
         self.sizes = SIZES[a.sizes]
+        self.backend = a.compile_backend or self.sizes["compile_backend"]
         self.out = Path(a.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.json_path = self.out / "gpu_check.json"
@@ -530,7 +532,7 @@ class Check:
             try:
                 with time_limit(limit):
                     cfg = paper_config(self.paper_base, s, dev, precision=precision, compile=comp)
-                    tr = Trainer(cfg, dev, train, val, s["compile_backend"])
+                    tr = Trainer(cfg, dev, train, val, self.backend)
                     v["compile_backend"] = tr.compile_backend
                     v["warm_up_s"] = tr.warm_up(s["warmup_steps"])
                     v.update(tr.epoch())
@@ -549,6 +551,7 @@ class Check:
             _free(dev)
         ok = [v for v in variants if v["status"] == "ok"]
         if not ok:
+            self.r["segments"]["paper_epoch"]["variants"] = variants
             raise RuntimeError("every variant failed: " + "; ".join(
                 f"{v['precision']}/{v['compile']}: {v.get('error', v.get('reason'))}"
                 for v in variants))
@@ -592,7 +595,7 @@ class Check:
                 workers.append(Worker({"device": dev.type, "config": cfg.to_dict(), "seed": i,
                                        "n_train": s["n_train"], "n_val": s["n_val"],
                                        "warmup_steps": s["warmup_steps"],
-                                       "compile_backend": s["compile_backend"],
+                                       "compile_backend": self.backend,
                                        "threads": threads(max(ks))}))
             ready, failed = [], []
             for w in workers:
@@ -642,6 +645,7 @@ class Check:
                    for k in ks if k not in done]
         ok = [r for r in rounds if r["status"] == "ok"]
         if not ok:
+            self.r["segments"]["runs_at_once"].update(out)     # what was tried, with the error
             raise RuntimeError("no round of runs at once finished: "
                                + "; ".join(f"K={r['k']}: {r.get('error', r.get('reason'))}"
                                            for r in rounds) if rounds else "no worker started")
@@ -884,6 +888,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip", nargs="+", default=None, metavar="SEGMENT",
                    choices=("plan", "paper_epoch", "runs_at_once", "bench", "accuracy",
                             "projection"), help="segments to leave out")
+    p.add_argument("--compile-backend", default=None, metavar="NAME",
+                   help="torch.compile backend (default inductor; aot_eager with --sizes tiny)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.ks and min(a.ks) < 1:
