@@ -824,13 +824,17 @@ class Check:
             later = sum(need[n] for n, _ in segments[i + 1:] if n not in skip
                         and not (n == "accuracy" and self.subset is None))
             left = _left(self.deadline)
+            # what the later segments' needs leave; too little, and this one (the earlier
+            # comes first) gets its own need while the time holds
             limit = left - later
             if limit < need[name]:
-                seg.update(status="skipped", reason=f"over budget: {left:.0f} s left, this "
-                           f"segment needs about {need[name]} s and later ones {later} s")
-                self.log(f"{name}: skipped ({seg['reason']})")
-                self.save()
-                continue
+                if left < need[name] or left <= 0:
+                    seg.update(status="skipped", reason=f"over budget: {left:.0f} s left, "
+                               f"this segment needs about {need[name]} s")
+                    self.log(f"{name}: skipped ({seg['reason']})")
+                    self.save()
+                    continue
+                limit = need[name]
             t = time.perf_counter()
             try:
                 with time_limit(limit + 1):
