@@ -41,7 +41,7 @@ def test_bench_writes_sane_json(tmp_path, monkeypatch, capsys):
         # the epoch time follows from the throughputs, the preset's hours from the epoch time
         assert r[f"{k}_epoch_s"] == pytest.approx(40000 / r[f"{k}_train_img_s"]
                                                   + 10000 / r[f"{k}_eval_img_s"])
-        assert r[f"{k}_paper_h"] == pytest.approx(r[f"{k}_epoch_s"] * (5 * 300 + 3 * 15) / 3600)
+        assert r[f"{k}_paper_h"] == pytest.approx(r[f"{k}_epoch_s"] * 3 * (6 * 300 + 3 * 15) / 3600)
     assert r["speedup"] == pytest.approx(r["ours_train_img_s"] / r["reference_train_img_s"])
     assert r["ours_channels_last"] is True and r["ours_precision"] == "fp32"
     assert "train img/s" in table and "ours/ref" in table and "paper preset" in table
