@@ -10,7 +10,6 @@ import pytest
 from hpstudy import stats as S
 from hpstudy import stats
 
-T975_2 = 4.302653     # t_{0.975, 2}
 T975_3 = 3.182446     # t_{0.975, 3}
 Z975 = 1.959963985    # Phi^-1(0.975)
 
@@ -22,9 +21,8 @@ def test_summary_t_interval():
     assert s["n"] == 3
     assert s["mean"] == pytest.approx(0.22, abs=1e-12)
     assert s["sd"] == pytest.approx(0.02, abs=1e-12)
-    half = T975_2 * 0.02 / math.sqrt(3)
-    assert half == pytest.approx(0.049683, abs=1e-6)   # the issue says 0.049685 (rounding)
-    assert s["ci95"] == pytest.approx([0.22 - half, 0.22 + half], abs=1e-6)
+    # by hand: t_{0.975,2} = 4.302653 (tables) x 0.02 / sqrt(3) = 0.049683
+    assert s["ci95"] == pytest.approx([0.22 - 0.049683, 0.22 + 0.049683], abs=1e-6)
     assert "n_missing" not in s
 
 

@@ -72,9 +72,9 @@ def test_training_learns_the_tiny_data(tiny_env, tmp_path):
     # measured: 0.990 (AVX-512), 0.995 (AVX2 kernels) [1 thread: 0.960, 0.950]
     assert last["train_acc"] > 0.5
     # and it generalises: at chance (0.01) the binomial standard error on 200 images is
-    # sqrt(0.01 * 0.99 / 200) = 0.0070, so 0.5 is (0.5 - 0.01) / 0.0070 = 70 of them above it
+    # sqrt(0.01 * 0.99 / 200) = 0.0070; the measured accuracy must stand 50 of them above it
     # measured: 1.000 (AVX-512), 1.000 (AVX2 kernels) [1 thread: 0.995, 0.990]
-    assert (0.5 - CHANCE) / binomial_se(CHANCE, n_val) > 69
+    assert (last["val_acc"] - CHANCE) / binomial_se(CHANCE, n_val) > 50
     assert last["val_acc"] > 0.5
     # the loss ends far below ln(100) = 4.61, the loss of a uniform guess
     # measured: 0.30 (AVX-512), 0.27 (AVX2 kernels) [1 thread: 0.47, 0.49]

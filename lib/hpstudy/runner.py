@@ -186,7 +186,13 @@ def main(args) -> int:
 
     try:
         if executor != "inline" and not no_train:
-            todo = [r for r in planned if not r.finished]
+            # longest first (the executors keep this order among equals): among runs of one
+            # length, a study's runs together and in the studies' order, so that each page
+            # renders while the next study's runs still train
+            order = {name: i for i, name in enumerate(STUDIES)}
+            todo = sorted((r for r in planned if not r.finished),
+                          key=lambda r: (-r.cost, min(order[u[0]] for u in r.uses),
+                                         min(u[2] for u in r.uses)))
             cfgs = [r.config for r in todo]
             labels = {r.hash: r.label() for r in todo}
             render_ready()
