@@ -285,6 +285,50 @@ def test_ray_version_mismatch_is_an_error(monkeypatch):
         dispatch._check_ray_versions(FakeRay(), quiet)
 
 
+def test_workers_are_compared_by_source_not_by_version_number(tmp_path):
+    """hpstudy.__version__ stays 0.1.0 while the code changes: a Ray node or a SLURM job with
+    other hpstudy source is refused, both fingerprints named."""
+    import shutil
+
+    from hpstudy import fingerprint
+
+    pkg = tmp_path / "hpstudy"
+    shutil.copytree(fingerprint.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    assert fingerprint.source_fingerprint(pkg) == fingerprint.source_fingerprint()
+    (pkg / "train.py").write_text((pkg / "train.py").read_text() + "\n# changed\n")
+    other = fingerprint.source_fingerprint(pkg)
+    assert other != fingerprint.source_fingerprint()
+
+    class FakeRemote:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def options(self, **_):
+            return self
+
+        def remote(self):
+            return {**self.fn(), "hpstudy": other}
+
+    class FakeRay:
+        def remote(self, **_):
+            return FakeRemote
+
+        def nodes(self):
+            return [{"Alive": True, "NodeID": "ab" * 28, "NodeManagerAddress": "10.0.0.7"}]
+
+        def get(self, refs):
+            return refs
+
+    pytest.importorskip("ray")
+    with pytest.raises(RuntimeError, match=re.escape(
+            f"(10.0.0.7) runs hpstudy source {other}, this process hpstudy source "
+            f"{fingerprint.source_fingerprint()}")):
+        dispatch._check_ray_versions(FakeRay(), quiet)
+    pytest.importorskip("submitit")
+    with pytest.raises(RuntimeError, match=f"the head {other}"):
+        dispatch.SlurmRun()({}, str(tmp_path / "runs"), "[x]", 1, other)
+
+
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -388,14 +389,17 @@ def _check_ray_versions(ray, log) -> None:
     import torch
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from . import __version__
+    from .fingerprint import source_fingerprint
 
     def probe():        # a local function: pickled by value, runs without hpstudy
+        import importlib
         import socket
         out = {"host": socket.gethostname()}
-        for name in ("hpstudy", "torch"):
+        for name, get in (("hpstudy", lambda: importlib.import_module(
+                              "hpstudy.fingerprint").source_fingerprint()),
+                          ("torch", lambda: importlib.import_module("torch").__version__)):
             try:
-                out[name] = __import__(name).__version__
+                out[name] = get()
             except Exception as e:       # noqa: BLE001 - reported below
                 out[name] = f"unavailable ({type(e).__name__})"
         return out
@@ -404,15 +408,16 @@ def _check_ray_versions(ray, log) -> None:
     nodes = [n for n in ray.nodes() if n["Alive"]]
     refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         n["NodeID"], soft=False)).remote() for n in nodes]
-    head = {"hpstudy": __version__, "torch": torch.__version__}
+    head = {"hpstudy": source_fingerprint(), "torch": torch.__version__}
     for node, got in zip(nodes, ray.get(refs)):
         for name, want in head.items():
             if got[name] != want:
+                what = "hpstudy source" if name == "hpstudy" else name
                 raise RuntimeError(
-                    f"Ray worker {got['host']} ({node['NodeManagerAddress']}) runs {name} "
-                    f"{got[name]}, this process {name} {want}: install the same version on "
+                    f"Ray worker {got['host']} ({node['NodeManagerAddress']}) runs {what} "
+                    f"{got[name]}, this process {what} {want}: install the same code on "
                     f"every node")
-    log(f"ray: {len(nodes)} node(s), hpstudy {head['hpstudy']}, torch {head['torch']}")
+    log(f"ray: {len(nodes)} node(s), hpstudy source {head['hpstudy']}, torch {head['torch']}")
 
 
 def _ray_task(config, root, prefix, threads, die_after):
@@ -497,15 +502,21 @@ def _slurm_run_class():
         finished epoch. SIGTERM (scancel, the time limit itself) leaves it ``interrupted``."""
 
         def __call__(self, config: dict, root: str, prefix: str,
-                     threads: int | None = None) -> dict:
+                     threads: int | None = None, fingerprint: str | None = None) -> dict:
+            # a job on a node with other hpstudy code would train (and hash) differently
+            from .fingerprint import check_same
+            check_same(fingerprint, f"SLURM job {os.environ.get('SLURM_JOB_ID', '?')} on "
+                                    f"{socket.gethostname()}")
             # torch would use every core of the node, not the job's share
             threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 0) or _cpus()
             return train_one(config, root, prefix, threads=threads)
 
-        def checkpoint(self, config: dict, root: str, prefix: str, threads: int | None = None):
+        def checkpoint(self, config: dict, root: str, prefix: str, threads: int | None = None,
+                       fingerprint: str | None = None):
             print(f"{prefix} requeued: the run resumes from its last finished epoch",
                   flush=True)
-            return submitit.helpers.DelayedSubmission(self, config, root, prefix, threads)
+            return submitit.helpers.DelayedSubmission(self, config, root, prefix, threads,
+                                                      fingerprint)
 
     SlurmRun.__module__, SlurmRun.__qualname__ = __name__, "SlurmRun"
     return SlurmRun
@@ -546,9 +557,11 @@ def _slurm(todo, root, *, jobs, slurm, log, record, **_):
     executor.update_parameters(**params)
     fn = job_class()
     threads = params.get("cpus_per_task")
+    from .fingerprint import source_fingerprint
+
     submitted = executor.map_array(fn, [it.config.to_dict() for it in todo],
                                    [str(root)] * len(todo), [it.prefix for it in todo],
-                                   [threads] * len(todo))
+                                   [threads] * len(todo), [source_fingerprint()] * len(todo))
     for job, it in zip(submitted, todo):
         log(f"{it.prefix} submitted: job {job.job_id} ({executor.cluster}; logs in "
             f"{folder / str(job.job_id)})")
