@@ -235,3 +235,11 @@ def test_a_test_accuracy_interval_stays_within_0_and_100():
            {"seed": 1, "acc": 0.12, "top5": 0.2, "n": 10000, "wilson95": [0.11, 0.13]}]
     text = readings.test_reading(per, {}, {})
     assert "[0.00, " in text and "cut to 0-100%" in text and "[-" not in text
+
+
+def test_a_tiny_observed_difference_is_said_to_need_more_seeds_than_counted():
+    d = {"mean": 0.0003, "sd": 0.0128, "n": 5, "ci95": [-0.016, 0.016], "detected": False}
+    d.update(stats.power_of(d))
+    assert d["seeds_needed"] is None and d["mdd"] is not None
+    assert "would take more than 10,000 seeds" in readings.comparison("a", "b", d)
+    assert "more than 10,000 seeds" in readings.found_text(d)

@@ -172,7 +172,10 @@ def power_sentence(d: dict) -> str:
         return text + "."
     need = d.get("seeds_needed")
     if need is None:
-        return text + "; the observed difference is zero, so no seed count would detect it."
+        if d["mean"] == 0:
+            return text + "; the observed difference is zero, so no seed count would detect it."
+        return text + (f"; detecting one of the size observed ({PT * abs(d['mean']):.2f} points) "
+                       f"would take more than 10,000 seeds.")
     return text + (f"; detecting one of the size observed ({PT * abs(d['mean']):.2f} points) "
                    f"would take about {need} seeds.")
 
@@ -550,6 +553,8 @@ def found_text(d: dict | None) -> str:
         text += f"; could detect {PT * d['mdd']:.2f} points (80% power)"
         if not d["detected"] and d.get("seeds_needed"):
             text += f"; about {d['seeds_needed']} seeds would detect one this size"
+        elif not d["detected"] and d["mean"] != 0:
+            text += "; more than 10,000 seeds would detect one this size"
     return text
 
 
