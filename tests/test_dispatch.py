@@ -256,8 +256,9 @@ def test_sigterm_handler_is_restored_after_training():
 
 # --- Ray -------------------------------------------------------------------------------------
 
-def test_ray_version_mismatch_is_an_error(monkeypatch):
-    """The check itself, against a fake Ray: a worker with another torch is named."""
+def fake_ray(**node_reports):
+    """A Ray with one alive node (10.0.0.7) whose probe reports ``node_reports`` over what
+    this process would report."""
 
     class FakeRemote:
         def __init__(self, fn):
@@ -267,7 +268,7 @@ def test_ray_version_mismatch_is_an_error(monkeypatch):
             return self
 
         def remote(self):
-            return {**self.fn(), "torch": "1.0.0"}
+            return {**self.fn(), **node_reports}
 
     class FakeRay:
         def remote(self, **_):
@@ -279,10 +280,16 @@ def test_ray_version_mismatch_is_an_error(monkeypatch):
         def get(self, refs):
             return refs
 
+    return FakeRay()
+
+
+def test_ray_version_mismatch_is_an_error(monkeypatch):
+    """The check itself, against a fake Ray: a worker with another torch is named."""
+
     pytest.importorskip("ray")
     with pytest.raises(RuntimeError, match=re.escape(
             f"(10.0.0.7) runs torch 1.0.0, this process torch {torch.__version__}")):
-        dispatch._check_ray_versions(FakeRay(), quiet)
+        dispatch._check_ray_versions(fake_ray(torch="1.0.0"), quiet)
 
 
 def test_workers_are_compared_by_source_not_by_version_number(tmp_path):
@@ -299,31 +306,11 @@ def test_workers_are_compared_by_source_not_by_version_number(tmp_path):
     other = fingerprint.source_fingerprint(pkg)
     assert other != fingerprint.source_fingerprint()
 
-    class FakeRemote:
-        def __init__(self, fn):
-            self.fn = fn
-
-        def options(self, **_):
-            return self
-
-        def remote(self):
-            return {**self.fn(), "hpstudy": other}
-
-    class FakeRay:
-        def remote(self, **_):
-            return FakeRemote
-
-        def nodes(self):
-            return [{"Alive": True, "NodeID": "ab" * 28, "NodeManagerAddress": "10.0.0.7"}]
-
-        def get(self, refs):
-            return refs
-
     pytest.importorskip("ray")
     with pytest.raises(RuntimeError, match=re.escape(
             f"(10.0.0.7) runs hpstudy source {other}, this process hpstudy source "
             f"{fingerprint.source_fingerprint()}")):
-        dispatch._check_ray_versions(FakeRay(), quiet)
+        dispatch._check_ray_versions(fake_ray(hpstudy=other), quiet)
     pytest.importorskip("submitit")
     with pytest.raises(RuntimeError, match=f"the head {other}"):
         dispatch.SlurmRun()({}, str(tmp_path / "runs"), "[x]", 1, other)
