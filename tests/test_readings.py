@@ -193,7 +193,7 @@ def test_decay_budget_compares_with_the_reports_runs():
                                   "epochs": 30, "width": 0.25, "n_train": 1000,
                                   "schedule": "cosine"})
     configs = {st.label: st.config for st in p.settings()}
-    text = readings.decay_budget({}, configs)
+    text = readings.decay_budget(configs)
     # ours: 8 steps x 30 epochs x mean cosine lr: sum of 0.05 (1 + cos(pi e / 30)) / 2 over
     # e = 0..29 is 30 x 0.025 + 0.025 (the e = 0 term's excess over the mean) = 0.775
     ours = 5e-4 * 8 * 0.775

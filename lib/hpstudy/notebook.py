@@ -148,8 +148,8 @@ class Session:
                  "schedule": lambda: readings.best_vs_final(self.summary),
                  "weight_decay": lambda: " ".join(x for x in [
                      readings.generalization_gap(self.summary),
-                     readings.decay_budget(self.summary, {st.label: st.config
-                                                          for st in self.p.settings()})] if x),
+                     readings.decay_budget({st.label: st.config
+                                            for st in self.p.settings()})] if x),
                  "mixup": lambda: readings.mixup_reading(self.summary, self.p.grid)}
         if self.name in extra:
             out.append(extra[self.name]())

@@ -235,12 +235,10 @@ def pilot_power(params: dict[str, Params], pilot_root: str | os.PathLike | None)
             a = finals.get(key(s.config.to_dict()), {})
             seeds = sorted(set(a) & set(b))
             d = stats.paired_difference([a[x] for x in seeds], [b[x] for x in seeds])
-            n = len(p.seeds)
+            at = stats.power_of(d, n=len(p.seeds))
             out.append({"study": name, "setting": s.label, "baseline": base.label,
-                        "pilot_seeds": seeds, "pilot": d, "planned_seeds": n,
-                        "mdd": stats.min_detectable(d.get("sd"), n),
-                        "power": stats.power(d.get("mean"), d.get("sd"), n),
-                        "seeds_needed": stats.seeds_needed(d.get("mean"), d.get("sd"))})
+                        "pilot_seeds": seeds, "pilot": d, "planned_seeds": len(p.seeds),
+                        **{k: at[k] for k in ("mdd", "power", "seeds_needed")}})
     return out
 
 

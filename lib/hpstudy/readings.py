@@ -175,7 +175,7 @@ def power_sentence(d: dict) -> str:
         if d["mean"] == 0:
             return text + "; the observed difference is zero, so no seed count would detect it."
         return text + (f"; detecting one of the size observed ({PT * abs(d['mean']):.2f} points) "
-                       f"would take more than 10,000 seeds.")
+                       f"would take more than {stats.SEEDS_LIMIT:,} seeds.")
     return text + (f"; detecting one of the size observed ({PT * abs(d['mean']):.2f} points) "
                    f"would take about {need} seeds.")
 
@@ -386,7 +386,7 @@ def generalization_gap(summary: dict) -> str:
             "images during the epoch): " + "; ".join(parts) + ".")
 
 
-def decay_budget(summary: dict, configs: dict) -> str:
+def decay_budget(configs: dict) -> str:
     """How much weight decay these runs could apply against the report's runs: lambda times
     the learning rate summed over every step (``train.lr_sum``), from each setting's config
     (``configs``: label -> Config) and from the same config at the report's scale (40,000
@@ -554,7 +554,7 @@ def found_text(d: dict | None) -> str:
         if not d["detected"] and d.get("seeds_needed"):
             text += f"; about {d['seeds_needed']} seeds would detect one this size"
         elif not d["detected"] and d["mean"] != 0:
-            text += "; more than 10,000 seeds would detect one this size"
+            text += f"; more than {stats.SEEDS_LIMIT:,} seeds would detect one this size"
     return text
 
 

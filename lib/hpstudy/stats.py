@@ -234,8 +234,11 @@ def min_detectable(sd, n: int, target: float = POWER, alpha: float = ALPHA) -> f
     return float(brentq(lambda d: power(d, sd, n, alpha) - target, lo, hi, xtol=1e-12 * sd))
 
 
+SEEDS_LIMIT = 10_000   # seeds_needed counts no further
+
+
 def seeds_needed(delta, sd, target: float = POWER, alpha: float = ALPHA,
-                 limit: int = 10_000) -> int | None:
+                 limit: int = SEEDS_LIMIT) -> int | None:
     """The fewest pairs (seeds) with which the paired t-test detects a true difference
     ``delta`` with probability ``target``, taking ``sd`` as the sd of the differences. None
     when undefined (no sd, delta 0) or beyond ``limit``."""
@@ -249,11 +252,13 @@ def seeds_needed(delta, sd, target: float = POWER, alpha: float = ALPHA,
     return None
 
 
-def power_of(d: dict, target: float = POWER) -> dict:
+def power_of(d: dict, target: float = POWER, n: int | None = None) -> dict:
     """What a paired difference (``paired_difference``'s dict) could detect: ``mdd`` (the
     minimum detectable difference at its n and sd, 80% power, two-sided 5%), ``power`` (of
-    its n for a true difference the size observed) and ``seeds_needed`` (for that size)."""
-    n, sd, mean = d.get("n", 0), d.get("sd"), d.get("mean")
+    its n for a true difference the size observed) and ``seeds_needed`` (for that size).
+    ``n``: judge another seed count at the same sd (a plan's, from a pilot's runs)."""
+    sd, mean = d.get("sd"), d.get("mean")
+    n = d.get("n", 0) if n is None else n
     return {"mdd": min_detectable(sd, n, target), "power": power(mean, sd, n),
             "seeds_needed": seeds_needed(mean, sd, target), "target_power": target,
             "alpha": ALPHA}
