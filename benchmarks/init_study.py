@@ -4,7 +4,9 @@
 Trains the same small config once per (init, seed) through ``hpstudy.run`` (a run store under
 --runs, so an interrupted study resumes and a finished run is not trained again) and prints,
 per init, the final validation accuracy of every seed, their mean and sd, then the paired
-per-seed difference pytorch - torchvision with a 95% t-interval. See benchmarks/INIT.md.
+per-seed difference pytorch - torchvision with a 95% t-interval, all from ``hpstudy.stats``
+(``summary``, ``paired_difference``), as the study notebooks compute them. See
+benchmarks/INIT.md.
 
     python benchmarks/init_study.py --seeds 0 1 2 --runs /tmp/init_runs
 """
@@ -13,15 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import statistics
 import sys
 
 import torch
-from scipy import stats
 
 import hpstudy
-
-INITS = ("torchvision", "pytorch")
+from hpstudy.config import INITS
+from hpstudy.stats import paired_difference, summary
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,16 +40,6 @@ def config(a: argparse.Namespace, init: str, seed: int) -> hpstudy.Config:
     return hpstudy.Config.from_dict(
         width=a.width, n_train=a.n_train, n_val=a.n_val, epochs=a.epochs, batch_size=128,
         lr=0.05, schedule="cosine", weight_decay=5e-4, seed=seed, device=a.device, init=init)
-
-
-def t_interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``diffs`` and its two-sided t-interval (n - 1 degrees of freedom)."""
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,21 +65,24 @@ def main(argv: list[str] | None = None) -> int:
         print("  seed  val_acc")
         for s in a.seeds:
             print(f"  {s:>4}  " + (f"{acc[init][s]:.4f}" if s in acc[init] else "-"))
-        sd = statistics.stdev(v) if len(v) > 1 else math.nan
-        print(f"  mean  {statistics.fmean(v):.4f}  sd {sd:.4f}  (n={len(v)})" if v else "  no runs")
+        st = summary(v)
+        sd = math.nan if st["sd"] is None else st["sd"]
+        print(f"  mean  {st['mean']:.4f}  sd {sd:.4f}  (n={st['n']})" if v else "  no runs")
     paired = [s for s in a.seeds if all(s in acc[i] for i in INITS)]
-    diffs = [acc["pytorch"][s] - acc["torchvision"][s] for s in paired]
     print()
     print("paired difference pytorch - torchvision (val_acc)")
-    for s, d in zip(paired, diffs):
-        print(f"  seed {s}: {d:+.4f}")
-    if diffs:
-        mean, lo, hi = t_interval(diffs)
-        sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-        print(f"  mean {mean:+.4f}  sd {sd:.4f}  95% t-interval [{lo:+.4f}, {hi:+.4f}] "
-              f"(n={len(diffs)}, df={len(diffs) - 1})")
-        if math.isfinite(lo):
-            print("  interval " + ("excludes" if lo > 0 or hi < 0 else "includes") + " zero")
+    for s in paired:
+        print(f"  seed {s}: {acc['pytorch'][s] - acc['torchvision'][s]:+.4f}")
+    if paired:
+        # the library's paired t-interval over seeds (hpstudy.stats), as the study notebooks
+        d = paired_difference([acc["pytorch"][s] for s in paired],
+                              [acc["torchvision"][s] for s in paired])
+        lo, hi = d["ci95"] or (math.nan, math.nan)
+        sd = math.nan if d["sd"] is None else d["sd"]
+        print(f"  mean {d['mean']:+.4f}  sd {sd:.4f}  95% t-interval [{lo:+.4f}, {hi:+.4f}] "
+              f"(n={d['n']}, df={d['n'] - 1})")
+        if d["ci95"] is not None:
+            print("  interval " + ("excludes" if d["detected"] else "includes") + " zero")
     return 0
 
 

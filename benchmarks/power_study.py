@@ -30,7 +30,8 @@ from hpstudy import stats
 from hpstudy.config import Config
 from hpstudy.device import machine
 from hpstudy.dispatch import execute
-from hpstudy.runs import find_run
+from hpstudy.plan import plan_configs
+from hpstudy.store import find_run
 
 # name -> the scale; every regime: width 0.25, batch 128, 100 classes (no proxy)
 REGIMES = {
@@ -88,7 +89,7 @@ def measure(a) -> dict:
             settings[json.dumps(b, sort_keys=True)] = b
         configs = [config(regime, s, seed, a.width) for s in settings.values() for seed in a.seeds]
         t0 = time.perf_counter()
-        execute(configs, "local", root=a.runs, jobs=a.jobs, log=lambda line: None)
+        execute(plan_configs(configs, a.runs), "local", root=a.runs, jobs=a.jobs, log=lambda line: None)
         wall = time.perf_counter() - t0
         runs = {k: [find_run(config(regime, s, seed, a.width), root=a.runs) for seed in a.seeds]
                 for k, s in settings.items()}

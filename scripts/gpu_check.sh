@@ -26,6 +26,6 @@ PY="${PYTHON:-python3}"
 export PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 if command -v timeout >/dev/null 2>&1; then
-  exec timeout --kill-after=15 "${GPU_CHECK_LIMIT:-480}" "$PY" -m hpstudy.gpu_check "$@"
+  exec timeout --kill-after=15 "${GPU_CHECK_LIMIT:-480}" "$PY" -m hpstudy.bench.gpu_check "$@"
 fi
-exec "$PY" -m hpstudy.gpu_check "$@"
+exec "$PY" -m hpstudy.bench.gpu_check "$@"

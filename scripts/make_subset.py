@@ -9,7 +9,7 @@ one compressed .npz of about 19 MB (at most 40 MB; a larger one is refused).
     python scripts/make_subset.py                 # from $HPSTUDY_DATA (or ./data)
     python scripts/make_subset.py --data-root /path/to/data --out gpu-check-data/cifar100-subset.npz
 
-``python -m hpstudy.gpu_check`` (``scripts/gpu_check.sh``) finds it at the default path, or
+``python -m hpstudy.bench.gpu_check`` (``scripts/gpu_check.sh``) finds it at the default path, or
 takes ``--subset PATH``. Runs here, where the data are; needs numpy and torch only.
 """
 from __future__ import annotations

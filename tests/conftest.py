@@ -34,7 +34,7 @@ def same_history(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
     Only for two runs on the same machine: float results differ between CPU kinds (AVX2 and
     AVX-512 kernels round differently), so no test compares a history with stored numbers."""
-    from hpstudy.metrics import HISTORY_COLUMNS
+    from hpstudy.schema import HISTORY_COLUMNS
 
     cols = [c for c in HISTORY_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),

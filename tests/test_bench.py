@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hpstudy import bench
+from hpstudy.bench import throughput as bench
 
 from conftest import REPO_ROOT
 
@@ -115,7 +115,7 @@ def test_bench_plan_rejects_an_unknown_study(capsys):
 
 
 def test_the_difference_sentence_follows_the_interval():
-    from hpstudy.bench_study import difference_sentence
+    from hpstudy.bench.study import difference_sentence
 
     none = {"mean": 0.002, "n": 16, "ci95": [-0.004, 0.009], "detected": False}
     some = {"mean": -0.03, "n": 16, "ci95": [-0.05, -0.01], "detected": True}

@@ -166,3 +166,44 @@ def test_cli_train_reports_config_error_with_exit_code_2(capsys):
     assert "error: parameter 'epochs': expected int" in err
     assert main(["train", "schedule=cosin"]) == 2
     assert "allowed values: constant, cosine" in capsys.readouterr().err
+
+
+# --- describe: a config in a few words --------------------------------------------------------
+
+def test_non_defaults_are_the_changed_fields_and_lr_epochs_in_field_order():
+    from hpstudy.config import non_defaults
+    cfg = Config.from_dict(width=0.25, seed=3, weight_decay=5e-4)
+    assert list(non_defaults(cfg).items()) == [("lr", 0.05), ("weight_decay", 5e-4),
+                                               ("epochs", 15), ("width", 0.25), ("seed", 3)]
+    assert non_defaults(cfg.to_dict()) == non_defaults(cfg)          # a Config or its dict
+    assert non_defaults(Config(), always=()) == {}
+    # skip wins over always
+    assert non_defaults(cfg, skip=("lr", "seed")) == {"weight_decay": 5e-4, "epochs": 15,
+                                                      "width": 0.25}
+
+
+def test_describe_formats_key_value_pairs():
+    from hpstudy.config import describe
+    cfg = Config.from_dict(width=1.5, seed=3, weight_decay=1e-5, n_train=1000)
+    assert describe(cfg) == "lr=0.05, weight_decay=1e-05, epochs=15, n_train=1000, width=1.5, seed=3"
+    assert describe(Config.from_dict(eta_min=0.0, lr=2)) == "lr=2.0, epochs=15"
+    assert describe(Config.from_dict(lr=2), float_format="g") == "lr=2, epochs=15"
+    assert describe(cfg, skip=("seed", "n_train"), sep="_") == \
+        "lr=0.05_weight_decay=1e-05_epochs=15_width=1.5"
+    # booleans and text are never float-formatted
+    assert describe(Config.from_dict(nesterov=True, schedule="cosine"), float_format="g") == \
+        "lr=0.05, nesterov=True, epochs=15, schedule=cosine"
+
+
+def test_describe_is_the_only_config_description():
+    """The store, the export and the notebooks describe a config with ``config.describe``;
+    none keeps a copy of its own."""
+    import hpstudy.export
+    import hpstudy.notebook
+    import hpstudy.store
+    import hpstudy.store.runs
+    from hpstudy.config import describe
+
+    assert not hasattr(hpstudy.store, "describe")
+    assert hpstudy.store.runs.describe is describe
+    assert hpstudy.export.describe is describe and hpstudy.notebook.describe is describe

@@ -15,25 +15,19 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
 import hpstudy
 from hpstudy import dispatch
-from hpstudy import runs as R
-from hpstudy.train import HISTORY_COLUMNS
+from hpstudy import store as R
+from hpstudy.dispatch import ray as ray_engine, slurm as slurm_engine
+from hpstudy.plan import plan_configs
 
-from conftest import tiny_config
+from conftest import REPO_ROOT as REPO, quiet, same_history, tiny_config
 
-
-from conftest import REPO_ROOT as REPO  # noqa: E402
 SHORT = tiny_config(n_train=200)                      # 2 epochs of 2 steps
 LONG = tiny_config(n_train=200, epochs=4, lr=0.1)     # long enough to be caught mid-run
-
-
-def quiet(_):
-    pass
 
 
 @contextlib.contextmanager
@@ -44,12 +38,6 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def same_history(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    cols = [c for c in HISTORY_COLUMNS if c != "seconds"]
-    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),
-                                  check_exact=True)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +71,18 @@ def check_against_reference(results: dict, cfgs: list[dict], store: Path, refere
         same_history(r.history, ref.history)
 
 
+def execute(cfgs, executor, *, root, labels=None, **kw) -> dict:
+    """``dispatch.execute`` of bare configs: planned first (the engines never hash)."""
+    return dispatch.execute(plan_configs(cfgs, root, labels), executor, root=root, **kw)
+
+
 def labels_for(cfgs, reference) -> dict:
     return {reference(c).hash: f"lr={c['lr']} epochs {c['epochs']}" for c in cfgs}
 
 
 def check_second_execute_trains_nothing(cfgs, executor, store, **kw) -> None:
     logs = []
-    again = dispatch.execute(cfgs, executor, root=store, log=logs.append, **kw)
+    again = execute(cfgs, executor, root=store, log=logs.append, **kw)
     assert set(again.values()) == {"done"}
     assert logs == [f"2 runs: 2 finished in the store, 0 to train ({executor})"]
 
@@ -125,8 +118,8 @@ def test_inline(cfgs, store, reference):
     labels = labels_for(cfgs, reference)
     logs = []
     with torch_threads(1):
-        results = dispatch.execute(cfgs + [dict(cfgs[0])], "inline", root=store, labels=labels,
-                                   log=logs.append)
+        results = execute(cfgs + [dict(cfgs[0])], "inline", root=store, labels=labels,
+                          log=logs.append)
     check_against_reference(results, cfgs, store, reference, threads=1)
     assert logs[0] == "2 runs: 0 finished in the store, 2 to train (inline)"
     # longest first, and every line of a run carries its hash and label
@@ -143,8 +136,8 @@ def test_inline(cfgs, store, reference):
 def test_local_pool(cfgs, store, reference):
     labels = labels_for(cfgs, reference)
     logs = []
-    results = dispatch.execute(cfgs, "local", root=store, jobs=2, labels=labels, log=logs.append)
-    threads = max(1, dispatch._cpus() // 2)
+    results = execute(cfgs, "local", root=store, jobs=2, labels=labels, log=logs.append)
+    threads = max(1, dispatch.cpus() // 2)
     check_against_reference(results, cfgs, store, reference, threads=threads)
     assert f"local pool: 2 processes, {threads} torch threads each" in logs
     # the workers' lines reach this process's log, prefixed
@@ -156,14 +149,14 @@ def test_local_pool(cfgs, store, reference):
 
 def test_unknown_executor_and_missing_engines(cfgs, store, monkeypatch):
     with pytest.raises(ValueError, match="allowed values: inline, local, ray, slurm"):
-        dispatch.execute(cfgs, "dask", root=store)
+        execute(cfgs, "dask", root=store)
     monkeypatch.setitem(sys.modules, "ray", None)          # as if not installed
     with pytest.raises(ImportError, match=r"pip install -e '\.\[ray\]'"):
-        dispatch.execute(cfgs, "ray", root=store, log=quiet)
+        execute(cfgs, "ray", root=store, log=quiet)
     monkeypatch.setitem(sys.modules, "submitit", None)
-    monkeypatch.setattr(dispatch, "_SLURM_RUN", None)
+    monkeypatch.setattr(slurm_engine, "_SLURM_RUN", None)
     with pytest.raises(ImportError, match=r"pip install -e '\.\[slurm\]'"):
-        dispatch.execute(cfgs, "slurm", root=store, log=quiet)
+        execute(cfgs, "slurm", root=store, log=quiet)
     assert not list(store.glob("*/status"))                # nothing was started
 
 
@@ -176,7 +169,7 @@ def test_slurm_through_submitit_local(cfgs, store, reference):
     cfg = cfgs[0]
     ref = reference(cfg, 1)
     logs = []
-    results = dispatch.execute([cfg], "slurm", root=store, log=logs.append,
+    results = execute([cfg], "slurm", root=store, log=logs.append,
                                slurm={"cluster": "local", "time": 10, "cpus_per_task": 1})
     assert results == {ref.hash: "done"}, logs
     same_history(R.Run.load(store / ref.hash).history, ref.history)
@@ -241,7 +234,7 @@ def test_sigterm_handler_is_restored_after_training():
     previous = signal.signal(signal.SIGTERM, custom)
     try:
         with pytest.raises(R.Terminated):
-            with R._sigterm_interrupts():
+            with R.sigterm_interrupts():
                 assert signal.getsignal(signal.SIGTERM) is not custom
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)          # the handler raises before this ends
@@ -289,7 +282,7 @@ def test_ray_version_mismatch_is_an_error(monkeypatch):
     pytest.importorskip("ray")
     with pytest.raises(RuntimeError, match=re.escape(
             f"(10.0.0.7) runs torch 1.0.0, this process torch {torch.__version__}")):
-        dispatch._check_ray_versions(fake_ray(torch="1.0.0"), quiet)
+        ray_engine.check_versions(fake_ray(torch="1.0.0"), quiet)
 
 
 def test_workers_are_compared_by_source_not_by_version_number(tmp_path):
@@ -310,10 +303,10 @@ def test_workers_are_compared_by_source_not_by_version_number(tmp_path):
     with pytest.raises(RuntimeError, match=re.escape(
             f"(10.0.0.7) runs hpstudy source {other}, this process hpstudy source "
             f"{fingerprint.source_fingerprint()}")):
-        dispatch._check_ray_versions(fake_ray(hpstudy=other), quiet)
+        ray_engine.check_versions(fake_ray(hpstudy=other), quiet)
     pytest.importorskip("submitit")
     with pytest.raises(RuntimeError, match=f"the head {other}"):
-        dispatch.SlurmRun()({}, str(tmp_path / "runs"), "[x]", 1, other)
+        slurm_engine.SlurmRun()({}, str(tmp_path / "runs"), "[x]", 1, other)
 
 
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
@@ -325,7 +318,7 @@ def local_ray(tmp_path_factory):
     ray = pytest.importorskip("ray")
     temp = tmp_path_factory.mktemp("ray")          # short: Ray's socket paths live below it
     try:
-        dispatch.start_local_ray(temp, num_cpus=2, num_gpus=0)
+        ray_engine.start_local_ray(temp, num_cpus=2, num_gpus=0)
         yield ray, temp
     finally:
         ray.shutdown()
@@ -363,7 +356,7 @@ def test_ray_trains_every_run_on_loopback(local_ray, cfgs, store, reference):
 
     labels = labels_for(cfgs, reference)
     logs = []
-    results = dispatch.execute(cfgs, "ray", root=store, jobs=2, labels=labels, log=logs.append)
+    results = execute(cfgs, "ray", root=store, jobs=2, labels=labels, log=logs.append)
     check_against_reference(results, cfgs, store, reference, threads=1)   # 2 CPUs / 2 jobs
     assert "ray: 2 tasks submitted (1 CPU each)" in logs
     assert any(s.startswith("ray: 1 node(s), hpstudy ") for s in logs)
@@ -379,7 +372,7 @@ def test_ray_retries_a_killed_worker(local_ray, cfgs, store, reference, monkeypa
     cfg = cfgs[1]
     ref = reference(cfg, 1)
     logs = []
-    results = dispatch.execute([cfg], "ray", root=store, jobs=2, log=logs.append)
+    results = execute([cfg], "ray", root=store, jobs=2, log=logs.append)
     assert results == {ref.hash: "done"}
     # Ray's retry picked the run up where the killed worker left it
     assert f"[{ref.hash}] done (4 epochs, resumed after epoch 1)" in logs, logs

@@ -9,7 +9,6 @@ import pytest
 
 import hpstudy
 from hpstudy import export
-from hpstudy import runs as R
 
 from conftest import tiny_config
 
@@ -82,6 +81,15 @@ def test_short_description_is_a_safe_folder_name():
     assert text.startswith("lr=0.5_")
     assert "seed=3" in text and "data_root" not in text and "device" not in text
     assert "/" not in text and len(text) <= 80
+
+
+def test_short_description_is_config_describe_made_safe():
+    from hpstudy.config import describe
+    cfg = hpstudy.Config.from_dict(tiny_config(lr=0.5, seed=3, schedule="cosine"))
+    assert export.short_description(cfg, limit=1000) == \
+        describe(cfg, skip=export.NOT_DESCRIBED, sep="_")
+    assert export.short_description(cfg) == "lr=0.5_batch_size=100_epochs=2_schedule=cosine_" \
+                                            "width=0.25_seed=3"
 
 
 def test_missing_tensorboardx_names_the_extra(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ import torch
 import hpstudy
 from hpstudy import DataError, StoreError
 from hpstudy import data as D
-from hpstudy import runs as R
+from hpstudy import store as R
 from hpstudy import train as T
 from hpstudy.cli import main as cli_main
 
@@ -164,7 +164,7 @@ def test_sigint_exits_cleanly_and_resumes(reference, cfg, store, tmp_path):
 CONTENDER = r"""
 import sys, time
 from pathlib import Path
-import hpstudy.cli, hpstudy.runs, hpstudy.data
+import hpstudy.cli, hpstudy.store, hpstudy.data
 hpstudy.data.load_cifar100(sys.argv[1])          # warm: imports and data are not the race
 Path(sys.argv[2]).touch()
 while not Path(sys.argv[3]).exists():

@@ -1,4 +1,4 @@
-"""The GPU check's bare path, rehearsed on the CPU: ``python -m hpstudy.gpu_check`` (and
+"""The GPU check's bare path, rehearsed on the CPU: ``python -m hpstudy.bench.gpu_check`` (and
 ``scripts/gpu_check.sh``) with ``--device cpu --sizes tiny``, from the working tree with
 PYTHONPATH=lib, and once in a stripped venv that holds only what the bare GPU machine has
 (the project not installed), so that the path cannot rot unnoticed. Timings are not asserted,
@@ -43,7 +43,7 @@ def _env(**extra) -> dict:
 
 
 def _check(out: Path, *args, cmd=None, env=None, timeout=600) -> tuple[dict, subprocess.CompletedProcess]:
-    cmd = cmd or [sys.executable, "-m", "hpstudy.gpu_check"]
+    cmd = cmd or [sys.executable, "-m", "hpstudy.bench.gpu_check"]
     p = subprocess.run([*cmd, "--device", "cpu", "--sizes", "tiny", "--out", str(out), *args],
                        cwd=REPO_ROOT, env=env or _env(PYTHONPATH=str(REPO_ROOT / "lib")),
                        capture_output=True, text=True, timeout=timeout)
@@ -225,9 +225,9 @@ def check_log(out: Path, r: dict) -> None:
 def test_check_path_imports_nothing_the_gpu_machine_lacks():
     """What the check imports (the bench and the plan included) in a fresh interpreter with
     PYTHONPATH=lib: no papermill, nbconvert, ray, submitit; nothing outside the machine's list."""
-    code = ("import sys, json; import hpstudy.gpu_check, hpstudy.bench, hpstudy.report_pipeline, "
+    code = ("import sys, json; import hpstudy.bench.gpu_check, hpstudy.bench.throughput, hpstudy.bench.report_pipeline, "
             "hpstudy.plan, hpstudy.presets, hpstudy.studies; "
-            "from hpstudy.gpu_check import installed_packages; "
+            "from hpstudy.bench.gpu_check import installed_packages; "
             "print(json.dumps(installed_packages()))")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                        text=True, env=_env(PYTHONPATH=str(REPO_ROOT / "lib")), timeout=120)
@@ -238,7 +238,7 @@ def test_check_path_imports_nothing_the_gpu_machine_lacks():
 
 
 def test_choose_best_prefers_the_smaller_k_within_the_tolerance():
-    from hpstudy.gpu_check import choose_best
+    from hpstudy.bench.gpu_check import choose_best
 
     rounds = lambda *v: [{"k": k, "run_epochs_per_h": x} for k, x in zip((1, 2, 4, 8), v)]  # noqa: E731
     assert choose_best(rounds(100, 180, 200, 150)) == 4
@@ -248,7 +248,7 @@ def test_choose_best_prefers_the_smaller_k_within_the_tolerance():
 
 
 def test_time_limits_nest():
-    from hpstudy.gpu_check import SegmentTimeout, time_limit
+    from hpstudy.bench.gpu_check import SegmentTimeout, time_limit
 
     t = time.monotonic()
     with pytest.raises(SegmentTimeout):
@@ -330,7 +330,7 @@ def test_a_failing_segment_is_recorded_and_the_rest_runs(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
 def test_cuda_requested_without_cuda_is_an_error_in_the_json(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "hpstudy.gpu_check", "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, "-m", "hpstudy.bench.gpu_check", "--out", str(tmp_path)],
                        cwd=REPO_ROOT, env=_env(PYTHONPATH=str(REPO_ROOT / "lib")),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2

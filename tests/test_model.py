@@ -198,3 +198,11 @@ def test_build_model_uses_the_config_init(init):
     torch.manual_seed(11)
     b = MobileNet(100, 0.25, init).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_initialisations_are_configs():
+    """One list of initialisations: Config's, which the model and the init study use."""
+    from hpstudy import config, model
+    assert model.INITS is config.INITS
+    with pytest.raises(ValueError, match=", ".join(config.INITS)):
+        MobileNet(100, 0.25, "kaiming")

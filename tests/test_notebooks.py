@@ -75,13 +75,11 @@ def test_parameters_cell_holds_only_typed_defaults(name):
         # papermill's parameter inspection cannot parse a line with a second '='
         assert line.count("=") == 1, f"{name}: '=' in a comment: {line!r}"
     validate(study.name, values)  # the defaults are valid
-    call = f'params("{study.name}", globals())' if study.name == "data" else \
-        f'notebook.start("{study.name}", globals())'
-    assert call in cells[1].source
+    assert f'notebook.start("{study.name}", globals())' in cells[1].source
     assert "record" in cells[-1].source or "write_json" in cells[-1].source
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("00_data.ipynb", "05_test.ipynb")])
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "05_test.ipynb"])
 def test_study_notebooks_are_thin(name):
     """Outside its parameters cell a study notebook has at most 15 code lines (comments and
     blank lines aside): the logic lives in the library, where tests reach it."""
@@ -98,6 +96,79 @@ def test_markdown_cells_type_no_numbers(name):
         if c.cell_type == "markdown":
             number = re.search(r"(?<![\w-])[-+]?\.?\d", c.source)
             assert not number, f"{name}: number typed in markdown: {c.source!r}"
+
+
+def test_study_notebooks_share_their_prose_through_the_library():
+    """The prose every study notebook shows under the same headings is ``Session.explain``'s,
+    called in one code cell, not copied into each notebook."""
+    from hpstudy.notebook import EXPLAIN
+    for study in ("01_learning_rate.ipynb", "02_schedule.ipynb", "03_weight_decay.ipynb",
+                  "04_mixup.ipynb"):
+        nb = load(study)
+        calls = [c.source for c in code_cells(nb) if c.source.startswith("S.explain(")]
+        assert calls == [f'S.explain("{step}")' for step in EXPLAIN], study
+        prose = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        for text in EXPLAIN.values():
+            assert text[:40] not in prose, study
+
+
+def test_upstream_is_the_training_studies_that_vary_a_config_field():
+    from hpstudy.notebook import Session
+    expected = [(s.name, s.grid_field) for s in STUDIES.values() if s.trains and s.grid_field]
+    assert [(n, f) for n, f, _ in Session.UPSTREAM] == expected
+    assert Session.UPSTREAM == [("learning_rate", "lr", "Learning rate"),
+                                ("schedule", "schedule", "Schedule"),
+                                ("weight_decay", "weight_decay", "Weight decay"),
+                                ("mixup", "mixup_alpha", "Mixup")]
+
+
+def test_explain_names_its_steps():
+    from hpstudy.notebook import EXPLAIN, Session
+    p = validate("learning_rate", {"lrs": [0.05]})
+    assert Session(p).explain("curves").data == EXPLAIN["curves"]
+    with pytest.raises(KeyError, match="training, curves, final"):
+        Session(p).explain("nothing")
+
+
+def test_data_session_records_what_it_shows(tiny_root, tmp_path):
+    """The data notebook's session: the numbers of its sentences are those of its results
+    JSON, computed once; ``record`` writes that JSON."""
+    import torch
+
+    from hpstudy import data as D
+    from hpstudy.data_study import DataSession, black_fraction
+    from hpstudy.notebook import params
+
+    out = tmp_path / "data.json"
+    p = params("data", {"data_root": str(tiny_root), "preset": None, "results_path": str(out),
+                        "n_samples": 8})
+    s = DataSession(p)
+    res = s.record()
+    assert json.loads(out.read_text()) == json.loads(json.dumps(res))
+    d = res["data"]
+    assert list(d) == ["root", "md5", "official_md5", "official", "matches", "n_train",
+                       "n_test", "split", "class_counts", "stats", "black_fraction", "normalize"]
+    assert d["split"] == {"n_train": 800, "n_val": 200, "split_seed": 0,
+                          "first_train": d["split"]["first_train"],
+                          "first_val": d["split"]["first_val"], "matches_random_split": True}
+    train_idx, val_idx = D.split_indices(1000, 200, 0)
+    assert d["split"]["first_train"] == train_idx[:10].tolist()
+    assert d["class_counts"]["per_class"] == \
+        torch.bincount(D.load_cifar100(str(tiny_root)).train.fine[train_idx],
+                       minlength=D.NUM_CLASSES).tolist()
+    assert d["black_fraction"] == pytest.approx(1 - ((32 - 20 / 9) / 32) ** 2)   # 13.4%
+    assert black_fraction(0) == 0
+    before = torch.random.get_rng_state()
+    assert s.matches_random_split                     # checked on a fork of the global RNG
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert f"{d['split']['n_train']:,} training" in s.split().data
+    assert f"{d['class_counts']['min']} to {d['class_counts']['max']}" in s.class_counts().data
+    assert "not the official release" in s.source().data
+    assert list(s.md5()["matches"]) == [False] * 3
+    table = s.stats_table()
+    assert table.loc["augmented crops", "mean R"] == round(d["stats"]["augmented"]["mean"][0], 4)
+    assert f"{100 * d['black_fraction']:.1f}% black" in s.reading().data
+    assert len(s.samples().axes) >= 8 and s.class_proportions() and s.stats_figure()
 
 
 # --- executing them --------------------------------------------------------------------------
@@ -210,6 +281,8 @@ def test_study_notebook(executed, name):
     assert not outputs(nb, "error")
     text = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs(nb))
     assert "over 2 seeds" in text and results_label_in(res["winner"]["label"], text)
+    from hpstudy.notebook import EXPLAIN
+    assert all(text.count(prose) == 1 for prose in EXPLAIN.values())   # S.explain's cells
     # each comparison is said once, computed from the numbers the results JSON holds
     for label, st in res["settings"].items():
         if label == res["baseline"]:

@@ -133,7 +133,7 @@ def test_forest_one_seed_row_and_no_published():
 
 def _history(rows):
     import pandas as pd
-    from hpstudy.train import HISTORY_COLUMNS
+    from hpstudy.schema import HISTORY_COLUMNS
     return pd.DataFrame([dict(zip(HISTORY_COLUMNS, r)) for r in rows], columns=HISTORY_COLUMNS)
 
 

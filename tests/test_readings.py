@@ -9,7 +9,7 @@ import pytest
 
 from hpstudy import published, readings, stats
 from hpstudy.config import Config
-from hpstudy.metrics import HISTORY_COLUMNS
+from hpstudy.schema import HISTORY_COLUMNS
 from hpstudy.studies import validate
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hpstudy import data as D
-from hpstudy import report_pipeline as RP
+from hpstudy.bench import report_pipeline as RP
 from hpstudy.config import Config
 from hpstudy.train import lr_at
 
@@ -53,12 +53,12 @@ def test_the_report_pipeline_learns_the_tiny_data(tiny_data):
 @pytest.mark.subprocess
 def test_one_run_from_the_command_line(tiny_root):
     cfg = tiny_config(epochs=1, n_train=200, data_root=str(tiny_root))
-    p = subprocess.run([sys.executable, "-m", "hpstudy.report_pipeline", json.dumps(cfg)],
+    p = subprocess.run([sys.executable, "-m", "hpstudy.bench.report_pipeline", json.dumps(cfg)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert len(out["history"]) == 1 and out["train_images"] == 200
     assert "epoch   1/1" in p.stderr                       # the per-epoch log goes to stderr
-    bad = subprocess.run([sys.executable, "-m", "hpstudy.report_pipeline"], capture_output=True,
+    bad = subprocess.run([sys.executable, "-m", "hpstudy.bench.report_pipeline"], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "usage" in bad.stderr

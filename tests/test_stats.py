@@ -14,6 +14,35 @@ T975_3 = 3.182446     # t_{0.975, 3}
 Z975 = 1.959963985    # Phi^-1(0.975)
 
 
+# --- finite: the one cleaning of a value that may be missing --------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (0.25, 0.25), (3, 3.0), ("0.5", 0.5), (np.float32(0.5), 0.5), (np.int64(2), 2.0),
+    (None, None), (math.nan, None), (math.inf, None), (-math.inf, None), ("n/a", None),
+    ([1.0, 2.0], None), ({}, None),
+])
+def test_finite_is_a_float_or_nothing(value, expected):
+    got = stats.finite(value)
+    assert got == expected and (got is None or type(got) is float)
+    assert stats.is_finite(value) is (expected is not None)
+
+
+def test_finite_default_stands_for_no_number():
+    assert math.isnan(stats.finite(None, math.nan)) and math.isnan(stats.finite(math.inf, math.nan))
+    assert stats.finite(0.0, math.nan) == 0.0       # zero is a number
+    assert stats.finite("x", -1.0) == -1.0
+
+
+def test_no_module_keeps_a_private_twin_of_finite():
+    """readings, plots and index clean values with stats.finite, not with their own."""
+    from pathlib import Path
+    lib = Path(stats.__file__).parent
+    for name in ("readings.py", "plots.py", "index.py", "stats.py"):
+        text = (lib / name).read_text()
+        for twin in ("def _ok(", "def _num(", "def num(", "def _float(", "readings._ok"):
+            assert twin not in text, f"{name}: {twin}"
+
+
 # --- summary -----------------------------------------------------------------------------
 
 def test_summary_t_interval():

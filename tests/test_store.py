@@ -1,12 +1,10 @@
-"""The run store: caching by resolved config, folder contents, list_runs, the CLI's
-``train`` and ``runs [--clear]``, strict reading of history.csv and checkpoints."""
+"""The run store: caching by resolved config, folder contents, list_runs, strict reading of
+history.csv and checkpoints (the CLI's ``train`` and ``runs [--clear]``: test_cli.py)."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,16 +13,9 @@ import torch
 
 import hpstudy
 from hpstudy import Config, StoreError
-from hpstudy import runs as R
-from hpstudy.cli import main as cli_main
+from hpstudy import store as R
 
-from conftest import tiny_config
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def quiet(_):
-    pass
+from conftest import quiet, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -131,44 +122,6 @@ def test_list_runs(done_run):
     assert hpstudy.list_runs(Path(done_run.dir).parent / "nothing").empty
 
 
-def test_cli_train_list_and_clear(tiny_env, store, capsys):
-    assert cli_main(["train", "width=0.25", "epochs=1", "batch_size=100", "lr=5e-2",
-                     "device=cpu", "compile=off"]) == 0
-    out = capsys.readouterr().out
-    assert "epoch 1/1" in out
-    (d,) = [p for p in store.iterdir()]
-    assert out.strip().endswith(f"done: {d}")
-
-    assert cli_main(["runs"]) == 0
-    assert d.name in capsys.readouterr().out
-
-    assert cli_main(["runs", "--clear", "nope"]) == 1
-    assert "no run 'nope'" in capsys.readouterr().err
-    assert cli_main(["runs", "--clear", ".."]) == 1
-    assert d.exists()
-
-    assert cli_main(["runs", "--clear", d.name]) == 0
-    assert f"removed {d}" in capsys.readouterr().out
-    assert not d.exists()
-    assert cli_main(["runs"]) == 0
-    assert "no runs under" in capsys.readouterr().out
-
-
-def test_cli_runs_clear_in_a_subprocess_and_busy_run_is_kept(done_run, store, capsys):
-    d = done_run.dir
-    env = {**os.environ, "HPSTUDY_RUNS": str(store)}
-    # a run whose lock is held (a process is training it) is not removed (flock locks
-    # belong to an open file, so this process's own lock counts as another holder)
-    with R.run_lock(d, log=quiet):
-        assert cli_main(["runs", "--clear", d.name]) == 1
-        assert "in use by another process" in capsys.readouterr().err and d.exists()
-    p = subprocess.run([sys.executable, "-m", "hpstudy", "runs", "--clear", d.name],
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert not d.exists()
-    assert hpstudy.list_runs().empty
-
-
 # --- strict readers --------------------------------------------------------------------------
 
 def test_read_history_round_trip_keeps_floats_exact(tmp_path):
@@ -231,9 +184,7 @@ def test_load_checkpoint_refuses_damaged_and_foreign_files(done_run, tmp_path):
 
 
 def test_subset_sizes_are_checked_before_training(tiny_env, store):
-    import hpstudy
     from hpstudy.config import ConfigError
-    from conftest import tiny_config
 
     with pytest.raises(ConfigError, match=r"'n_train': the split of .* holds 800 images \(got 5,000\)"):
         hpstudy.run(tiny_config(n_train=5000))

@@ -152,7 +152,7 @@ def test_eval_every_scores_fewer_epochs_and_trains_the_same(tiny_env, tmp_path):
         list(e.loc[e["epoch"].isin(scored), "val_acc"])
     assert sparse.dir.name != every.dir.name                  # a different run in the store
     # every-epoch scoring keeps the hash that stored runs had before the key existed
-    from hpstudy.runs import resolved_config, run_hash
+    from hpstudy.store import resolved_config, run_hash
     r = resolved_config(Config.from_dict(cfg))
     assert run_hash(r, "x") == run_hash({k: v for k, v in r.items() if k != "eval_every"}, "x")
 

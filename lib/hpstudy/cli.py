@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import typing
 
@@ -27,18 +26,17 @@ def _parse_assignments(items: list[str]) -> dict:
 
 
 def cmd_train(args) -> int:
-    from . import runs
-    from .config import Config
+    from . import store
     from .data import DataError
 
     cfg = Config.from_dict(_parse_assignments(args.set))
     try:
-        r = runs.run(cfg, root=args.runs)
+        r = store.run(cfg, root=args.runs)
     except KeyboardInterrupt:
-        # runs.run already said where the run is kept and how to resume
+        # store.run already said where the run is kept and how to resume
         print("stopped by Ctrl-C; nothing finished is lost", file=sys.stderr)
         return 130
-    except (DataError, runs.StoreError) as e:
+    except (DataError, store.StoreError, store.StoreUnavailable) as e:
         # the message names the file; a traceback would only bury it
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -47,24 +45,19 @@ def cmd_train(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from . import runs
+    from . import store
 
     if args.clear:
-        root = runs.store_root(args.runs)
         for h in args.clear:
-            d = root / h
-            if "/" in h or h in (".", "..") or not (d / "config.json").exists():
-                print(f"no run {h!r} under {root}", file=sys.stderr)
+            try:
+                print(f"removed {store.remove_run(h, args.runs)}")
+            except store.StoreError as e:
+                print(f"error: {e}", file=sys.stderr)
                 return 1
-            if runs.run_busy(d):
-                print(f"run {h} is in use by another process; not removed", file=sys.stderr)
-                return 1
-            shutil.rmtree(d)
-            print(f"removed {d}")
         return 0
-    df = runs.list_runs(args.runs)
+    df = store.list_runs(args.runs)
     if df.empty:
-        print(f"no runs under {runs.store_root(args.runs)}")
+        print(f"no runs under {store.store_root(args.runs)}")
         return 0
     cols = [c for c in ["hash", "status", "epochs_done", "epochs", "lr", "schedule",
                         "weight_decay", "mixup_alpha", "width", "n_train",
@@ -74,39 +67,35 @@ def cmd_runs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import runner
+    from . import report
 
-    return runner.main(args)
+    return report.main(args)
 
 
 def _plan(args):
     from .plan import parse_overrides, plan, study_parameters
-    from .runs import store_root
+    from .store import store_root
     from .presets import load_preset
 
     preset = load_preset(args.preset)
     extra = {"runs_root": str(store_root(args.runs))}
     params = study_parameters(preset, list(args.studies or STUDIES), parse_overrides(args.param),
                               extra)
-    return preset, plan(params, args.runs)
+    return params, plan(params, args.runs)
 
 
 def cmd_plan(args) -> int:
     from .plan import format_plan, measured_rate
     from .studies import write_json
 
-    _, planned = _plan(args)
+    params, planned = _plan(args)
     print(format_plan(planned, measured_rate(planned)))
     if args.json:
         write_json(args.json, [r.row() for r in planned])
         print(f"wrote {args.json}")
     if args.power is not None:
-        from .plan import format_power, pilot_power, study_parameters
-        from .presets import load_preset
-        from .plan import parse_overrides
+        from .plan import format_power, pilot_power
 
-        params = study_parameters(load_preset(args.preset), list(args.studies or STUDIES),
-                                  parse_overrides(args.param))
         pilot = args.power or args.runs
         print(f"\npower of this plan from the stored runs under {pilot or 'the run store'} "
               f"(same configs, other seeds):")
@@ -138,16 +127,25 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args, rest) -> int:
-    from . import bench
+    from .bench import throughput
 
-    return bench.main(rest)
+    return throughput.main(rest)
+
+
+def _store_option() -> argparse.ArgumentParser:
+    """``--runs``, the run store, as every command that reads or writes it takes it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
+    return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hpstudy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    store = [_store_option()]
 
-    r = sub.add_parser("report", help="execute study notebooks with a preset and render HTML")
+    r = sub.add_parser("report", parents=store,
+                       help="execute study notebooks with a preset and render HTML")
     r.add_argument("studies", nargs="*", help="studies to run (default: all, in order)")
     r.add_argument("--preset", default="quick", help="preset name (params/NAME.yaml) or a YAML path")
     r.add_argument("--out", default=None, help="output folder (default reports/<preset>)")
@@ -155,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--show-input", action="store_true", help="keep code cells in the HTML")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="papermill-style override given to every study (checked by the notebooks)")
-    r.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
     r.add_argument("--data-root", default=None, help="CIFAR-100 folder (default $HPSTUDY_DATA or ./data)")
     r.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
                    help=f"who trains the plan's runs (default {DEFAULT_EXECUTOR}): inline = each "
@@ -163,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=None, help="local: parallel runs (default: one per core)")
     r.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray on loopback)")
     r.add_argument("--runs-per-gpu", type=int, default=1, help="ray: runs packed on one GPU")
+    r.add_argument("--worker-device", choices=("cpu", "cuda"), default=None,
+                   help="the device of the machines that train the runs (default: a GPU for "
+                        "slurm with --gpus-per-node, else this machine's): 'precision: auto' "
+                        "is settled for it, so that head and workers name each run alike")
     r.add_argument("--partition", default=None, help="slurm: partition")
     r.add_argument("--time", type=int, default=None, help="slurm: minutes per job (requeued jobs resume)")
     r.add_argument("--gpus-per-node", type=int, default=None, help="slurm: GPUs per job")
@@ -174,11 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext, func in (("plan", "every run a preset will ask for, with its state", cmd_plan),
                                  ("status", "the plan's state in the store (a run started elsewhere too)", cmd_status)):
-        q = sub.add_parser(name, help=helptext)
+        q = sub.add_parser(name, parents=store, help=helptext)
         q.add_argument("studies", nargs="*", help="studies (default: all)")
         q.add_argument("--preset", default="quick", help="preset name or YAML path")
         q.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
-        q.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
         if name == "plan":
             q.add_argument("--json", default=None, help="write the plan as JSON")
             q.add_argument("--power", nargs="?", const="", default=None, metavar="PILOT_RUNS",
@@ -189,20 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat until done")
         q.set_defaults(func=func)
 
-    x = sub.add_parser("export", help="export stored runs (tensorboard)")
+    x = sub.add_parser("export", parents=store, help="export stored runs (tensorboard)")
     x.add_argument("format", choices=["tensorboard"])
     x.add_argument("dir", help="output folder")
-    x.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
     x.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("train", help="train (or resume, or fetch from the store) one run")
+    t = sub.add_parser("train", parents=store,
+                       help="train (or resume, or fetch from the store) one run")
     t.add_argument("set", nargs="*", metavar="KEY=VALUE", help="config values, e.g. lr=0.05 epochs=2")
-    t.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("runs", help="list stored runs, or clear some")
+    s = sub.add_parser("runs", parents=store, help="list stored runs, or clear some")
     s.add_argument("--clear", nargs="+", metavar="HASH", help="delete these runs")
-    s.add_argument("--runs", default=None, help="run store (default $HPSTUDY_RUNS or ./runs)")
     s.set_defaults(func=cmd_runs)
 
     sub.add_parser("bench", help="training throughput: ours vs the report's pipeline", add_help=False)

@@ -130,6 +130,35 @@ class Config:
         return Config.from_dict({**self.to_dict(), **kw})
 
 
+# --- a config in a few words --------------------------------------------------------------
+
+# what every description names, default or not: what a reader looks for first
+ALWAYS_DESCRIBED = ("lr", "epochs")
+
+
+def non_defaults(cfg: "Config | typing.Mapping[str, typing.Any]", *,
+                 always: typing.Iterable[str] = ALWAYS_DESCRIBED,
+                 skip: typing.Iterable[str] = ()) -> dict:
+    """The fields of ``cfg`` (a Config or its ``to_dict()``) whose value differs from
+    ``Config``'s default, and the ``always`` fields whatever their value, in field order;
+    ``skip`` leaves fields out (it wins over ``always``)."""
+    d = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+    default = Config().to_dict()
+    always, skip = set(always), set(skip)
+    return {k: v for k, v in d.items()
+            if k not in skip and (k in always or v != default[k])}
+
+
+def describe(cfg: "Config | typing.Mapping[str, typing.Any]", *,
+             always: typing.Iterable[str] = ALWAYS_DESCRIBED, skip: typing.Iterable[str] = (),
+             sep: str = ", ", float_format: str = "") -> str:
+    """``lr=0.05, epochs=15, width=0.25``: ``non_defaults(cfg, always=, skip=)`` as
+    ``key=value`` joined by ``sep``; floats formatted with ``float_format`` (``""``: as
+    ``str``, ``"g"``: ``1`` for ``1.0``), everything else as ``str``."""
+    return sep.join(f"{k}={format(v, float_format)}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in non_defaults(cfg, always=always, skip=skip).items())
+
+
 # Common names for our keys that spelling similarity alone would not find.
 ALIASES = {"learning_rate": "lr", "wd": "weight_decay", "bs": "batch_size",
            "num_epochs": "epochs", "n_epochs": "epochs", "alpha": "mixup_alpha",

@@ -1,7 +1,7 @@
 """Where and how a run computes: device, precision, compile, and the process-wide settings.
 
 ``Config`` says "auto" for most of these; the functions here settle it for this machine. The
-run store records what they chose (``config.json``, "resolved"); see ``runs.NOT_HASHED`` for
+run store records what they chose (``config.json``, "resolved"); see ``store.NOT_HASHED`` for
 which of them enter a run's hash.
 """
 from __future__ import annotations
@@ -39,9 +39,8 @@ def resolve_compile(flag: str, device: torch.device) -> bool:
 
 
 def default_eval_batch_size(device: torch.device) -> int:
-    # measured on the 2-core CPU (folded BN, channels_last, img/s): 32: 2300, 64: 2700,
-    # 100: 2720, 128: 2720, 256: 2640, 512: ~2600; a GPU wants large batches (1024: not
-    # re-measured since the fast path changed, no GPU at hand)
+    # the CPU's throughput is flat from 100 to 256 images; a GPU wants large batches
+    # (measurements: benchmarks/RESULTS.md, "Defaults the code cites")
     return 1024 if device.type == "cuda" else 128
 
 

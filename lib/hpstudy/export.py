@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from .config import Config
+from .config import Config, describe
 
 SCALARS = {"train_loss": "train/loss", "train_acc": "train/acc", "val_loss": "val/loss",
            "val_acc": "val/acc", "lr": "lr"}
@@ -25,10 +25,7 @@ NOT_DESCRIBED = ("data_root", "device", "precision", "compile", "eval_batch_size
 def short_description(cfg: Config, limit: int = 80) -> str:
     """``lr=0.05_epochs=15_...``: lr, epochs and every value that differs from the default,
     safe as a folder name."""
-    base = Config()
-    parts = [f"{k}={v}" for k, v in cfg.to_dict().items()
-             if k not in NOT_DESCRIBED and (k in ("lr", "epochs") or v != getattr(base, k))]
-    text = re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))
+    text = re.sub(r"[^A-Za-z0-9_.=+-]", "-", describe(cfg, skip=NOT_DESCRIBED, sep="_"))
     return text[:limit].rstrip("_-")
 
 
@@ -53,7 +50,7 @@ def tensorboard(out_dir, root=None, *, hparams: bool = True, log=print) -> int:
     except ImportError:
         raise ImportError("exporting to TensorBoard needs tensorboardX, which is not "
                           "installed: pip install -e '.[tensorboard]'") from None
-    from . import runs
+    from . import store as runs
 
     out_dir = Path(out_dir)
     table = runs.list_runs(root)

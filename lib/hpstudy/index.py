@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import io
-import json
-import os
 import platform
 import re
 from pathlib import Path
@@ -21,6 +19,9 @@ import torch
 from matplotlib.figure import Figure
 
 from . import published, readings
+from .atomic import atomic_write
+from .stats import is_finite
+from .store import RunDir
 from .studies import write_json
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -31,12 +32,12 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters["pct"] = lambda v: "" if not readings._ok(v) else f"{PT * float(v):.2f}%"
-    env.filters["num"] = lambda v: "" if not readings._ok(v) else f"{float(v):.4f}"
+    env.filters["pct"] = lambda v: "" if not is_finite(v) else f"{PT * float(v):.2f}%"
+    env.filters["num"] = lambda v: "" if not is_finite(v) else f"{float(v):.4f}"
     env.filters["mean_sd"] = readings.fmt_mean_sd
     env.filters["ci"] = readings.fmt_ci
     env.filters["sci"] = lambda ci: readings.fmt_ci(ci, signed=True)
-    env.filters["pts"] = lambda v: "" if not readings._ok(v) else f"{PT * float(v):+.2f}"
+    env.filters["pts"] = lambda v: "" if not is_finite(v) else f"{PT * float(v):+.2f}"
     env.filters["md"] = inline_markdown
     env.filters["clip"] = readings.clip_accuracy
     return env
@@ -92,10 +93,10 @@ def summary_figure(outcomes: list[dict]) -> str | None:
     for ax, o in zip(axes, studies):
         settings = o["results"]["settings"]
         for i, (label, s) in enumerate(settings.items()):
-            vals = [v for v in s["per_seed"]["val_acc"] if readings._ok(v)]
+            vals = [v for v in s["per_seed"]["val_acc"] if is_finite(v)]
             ax.plot([i] * len(vals), [PT * v for v in vals], "o", color="0.6", ms=4)
             m, ci = s["val_acc"].get("mean"), s["val_acc"].get("ci95")
-            if readings._ok(m):
+            if is_finite(m):
                 err = None if not ci else [[PT * (m - ci[0])], [PT * (ci[1] - m)]]
                 ax.errorbar([i], [PT * m], yerr=err, fmt="D", color="C0", capsize=4)
         ax.set_xticks(range(len(settings)))
@@ -117,13 +118,7 @@ def run_rows(outcomes: list[dict]) -> list[dict]:
         res = o.get("results") or {}
         for label, s in (res.get("settings") or {}).items():
             for r in s["runs"]:
-                resolved = {}
-                try:
-                    resolved = json.loads((Path(r["dir"]) / "config.json").read_text()).get(
-                        "resolved", {})
-                except (OSError, ValueError):
-                    pass
-                rows.append({"study": o["study"], **r, "resolved": resolved})
+                rows.append({"study": o["study"], **r, "resolved": RunDir(r["dir"]).resolved()})
     return rows
 
 
@@ -148,9 +143,7 @@ def write(out: Path, preset, outcomes: list[dict], total: float) -> Path:
         published_lr_same=published.NUMBERS[("learning_rate", 0.5)]
         == published.NUMBERS[("learning_rate", 0.05)])
     path = out / "index.html"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, page)
     write_json(out / "summary.json", {
         "preset": preset.name, "seconds": total,
         "studies": [{k: v for k, v in o.items() if k != "results"} for o in outcomes],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-INITS = ("torchvision", "pytorch")
+from .config import INITS
 
 # (output channels, stride) of the 13 depthwise-separable blocks
 BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),

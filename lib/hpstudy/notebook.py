@@ -4,6 +4,9 @@ a handful of calls, figures and prose, and everything a test should cover lives 
     S = notebook.start("learning_rate", globals())   # validate, show what runs
     S.train()                                        # every (setting, seed) through the store
     S.curves(); S.table(); S.forest(); S.reading(); S.record()
+
+``S.explain(step)`` is the prose every study notebook shows under the same heading; the data
+notebook's session is ``data_study.DataSession`` (``start("data", ...)`` returns one).
 """
 from __future__ import annotations
 
@@ -19,19 +22,21 @@ from matplotlib.figure import Figure
 import pandas as pd
 
 from . import plots, published, readings, stats
-from .config import Config
+from .config import describe
 from .data import load_cifar100
+from .data_study import DataSession
 from .evaluation import confused_pairs, test_scores
 from .presets import study_params
-from .runs import NOT_HASHED, Run, find_run, run
-from .studies import Params, label, notebook_defaults, user_globals, validate, write_json
+from .store import NOT_HASHED, Run, find_run, run
+from .studies import (STUDIES, Params, label, notebook_defaults, user_globals, validate,
+                      write_json)
 
 
 def params(name: str, namespace: dict) -> Params:
     """Validate what a notebook's parameters cell (and papermill's injection) defined.
 
     Values that differ from the notebook file's own cell are overrides; the preset named by
-    ``preset`` supplies the rest, through the same ``study_params`` the runner uses.
+    ``preset`` supplies the rest, through the same ``study_params`` ``hpstudy report`` uses.
     """
     ns = user_globals(namespace)
     cell = notebook_defaults(name)
@@ -39,11 +44,12 @@ def params(name: str, namespace: dict) -> Params:
     return validate(name, study_params(name, ns.get("preset", cell.get("preset")), overrides))
 
 
-def start(name: str, namespace: dict) -> "Session":
-    """Validate the notebook's parameters, show what it will run, return its session."""
+def start(name: str, namespace: dict) -> "Session | DataSession":
+    """Validate the notebook's parameters, show what it will run, return its session (the
+    data notebook's is a ``data_study.DataSession``)."""
     p = params(name, namespace)
     show_figures()
-    s = TestSession(p) if name == "test" else Session(p)
+    s = {"data": DataSession, "test": TestSession}.get(name, Session)(p)
     display(s.header())
     return s
 
@@ -55,6 +61,22 @@ def show_figures() -> None:
     if ip is not None:
         ip.display_formatter.formatters["image/png"].for_type(
             Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+# What every study notebook says about the same steps: the prose under its headings.
+EXPLAIN = {
+    "training": "Every (setting, seed) goes through the run store: a run that is already there "
+                "is read back, not trained again; an interrupted one resumes. One line per "
+                "epoch.",
+    "curves": "Per setting, the mean over seeds with the band between the lowest and highest "
+              "seed. Training numbers are measured on augmented images during each epoch, "
+              "validation numbers on the clean validation images after it.",
+    "final": "Final-epoch validation accuracy and loss as mean ± sd over seeds with the "
+             "t-interval over seeds, the mean of the last epochs, and the paired per-seed "
+             "difference to the baseline with its interval (both at the usual confidence "
+             "level, stated in the column names). The report's number appears only for runs "
+             "at its full protocol.",
+}
 
 
 class Session:
@@ -74,6 +96,13 @@ class Session:
         pre = f" (preset `{p['preset']}`)" if p.get("preset") else ""
         return Markdown(f"**{p.study.title}**{pre}: {settings}; seeds {p.seeds}; shared "
                         f"settings `{shared_settings(p)}`.")
+
+    def explain(self, step: str) -> Markdown:
+        """The prose every study notebook shows under a step's heading (``EXPLAIN``):
+        ``training``, ``curves`` or ``final``."""
+        if step not in EXPLAIN:
+            raise KeyError(f"explain: no text for {step!r}; steps: {', '.join(EXPLAIN)}")
+        return Markdown(EXPLAIN[step])
 
     # --- training ----------------------------------------------------------------------------
 
@@ -133,10 +162,10 @@ class Session:
     def beta_density(self):
         return plots.beta_density(self.p.grid)
 
-    # the value each study holds fixed from the studies before it: (study, field, title)
-    UPSTREAM = [("learning_rate", "lr", "Learning rate"), ("schedule", "schedule", "Schedule"),
-                ("weight_decay", "weight_decay", "Weight decay"),
-                ("mixup", "mixup_alpha", "Mixup")]
+    # the value each study holds fixed from the studies before it: (study, field, title),
+    # the training studies that vary a Config field, in the order of STUDIES
+    UPSTREAM = [(st.name, st.grid_field, st.name.replace("_", " ").capitalize())
+                for st in STUDIES.values() if st.trains and st.grid_field]
 
     def specific(self) -> list[str]:
         """The study's own paragraphs: whether what it holds fixed won before, and what only
@@ -174,16 +203,9 @@ def shared_settings(p: Params) -> str:
     """The settings all of a study's configs share, where they differ from the defaults
     (``lr`` and ``epochs`` always, unless they vary), as ``key=value, ...``."""
     dicts = [s.config.to_dict() for s in p.settings()]
-    default = Config().to_dict()
-    out = []
-    for k, v in dicts[0].items():
-        # where the data are and what runs them is the machine's, not the study's
-        if k in ("seed", *NOT_HASHED) or any(d[k] != v for d in dicts[1:]):
-            continue
-        if v != default[k] or k in ("lr", "epochs"):
-            out.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
-    return ", ".join(out)
-
+    varying = [k for k, v in dicts[0].items() if any(d[k] != v for d in dicts[1:])]
+    # where the data are and what runs them is the machine's, not the study's
+    return describe(dicts[0], skip=("seed", *NOT_HASHED, *varying), float_format="g")
 
 
 class TestSession(Session):

@@ -13,12 +13,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from .config import Config, ConfigError, read_text
 from .presets import Preset, study_params
-from .metrics import HISTORY_COLUMNS
-from .runs import locate, run_busy, stored_status
+from .schema import FINAL
+from .store import RunDir, locate
 from .studies import STUDIES, Params, STUDY_ALIASES, check_key, study, validate
 
 FULL_TRAIN = 40_000   # images in the training split when n_train is None
@@ -73,16 +72,40 @@ def study_parameters(preset: Preset, studies: list[str], overrides: dict | None 
     return out
 
 
+def pin_precision(params: dict[str, Params], machine: str) -> dict[str, Params]:
+    """The studies' parameters with ``precision: auto`` settled for ``machine``, the device type
+    of the machine class that trains the runs (``store.for_machine``), where that differs from
+    how this machine settles it: a CPU head planning for GPU workers. The plan, the workers and
+    the notebooks (which get these parameters) then name every run by one hash."""
+    import torch
+
+    from .device import resolve_device, resolve_precision
+
+    here = resolve_precision("auto", resolve_device("auto"))
+    there = resolve_precision("auto", torch.device(machine))
+    if here == there:
+        return params
+    out = {}
+    for name, p in params.items():
+        if p.study.trains and "precision" in p.study.keys and p.base.precision == "auto":
+            p = validate(name, {**p.values, "precision": there})
+        out[name] = p
+    return out
+
+
 @dataclass
 class PlannedRun:
+    """A row of the plan: what the engines receive (``dispatch.execute``), which never hash a
+    run again."""
     hash: str
     dir: Path
     config: Config
     uses: list = field(default_factory=list)   # (study, setting label, seed)
     status: str = "missing"
     epochs_done: int = 0
-    last_val_acc: float | None = None   # of the last finished epoch
+    last_val_acc: float | None = None   # of the last scored epoch
     where: str = ""                     # who trains it now (the lock's holder), if anyone
+    tag: str = ""                       # a label where ``uses`` is empty (bare configs)
 
     @property
     def epochs(self) -> int:
@@ -95,14 +118,28 @@ class PlannedRun:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "diverged")
+        return self.status in FINAL
+
+    @property
+    def store(self) -> RunDir:
+        return RunDir(self.dir)
+
+    def refresh(self) -> "PlannedRun":
+        """Status, progress and holder read again from the store."""
+        rd = self.store
+        self.status = rd.state
+        self.epochs_done, self.last_val_acc = rd.progress()
+        self.where = rd.holder() if self.status not in ("missing", *FINAL) else ""
+        return self
 
     def state(self) -> str:
-        if self.status in ("done", "diverged", "missing"):
+        if self.status in ("missing", *FINAL):
             return self.status
         return f"partial {self.epochs_done} of {self.epochs} ({self.status})"
 
     def label(self) -> str:
+        if not self.uses:
+            return self.tag
         study_name, setting, seed = self.uses[0]
         more = f" +{len(self.uses) - 1}" if len(self.uses) > 1 else ""
         return f"{study_name} {setting} seed {seed}{more}"
@@ -113,37 +150,6 @@ class PlannedRun:
                 "epochs": self.epochs, "cost_images": self.cost,
                 "uses": [f"{s} {lab} seed {seed}" for s, lab, seed in self.uses],
                 "config": self.config.to_dict(), "dir": str(self.dir)}
-
-
-def progress(d: Path) -> tuple[int, float | None]:
-    """Epochs finished and the last one's validation accuracy, from ``history.csv``."""
-    h = d / "history.csv"
-    try:
-        lines = [line for line in h.read_text().splitlines() if line.strip()]
-    except OSError:
-        return 0, None
-    if len(lines) < 2:
-        return 0, None
-    last = None
-    for line in reversed(lines[1:]):      # epochs not scored (eval_every > 1) hold nan
-        try:
-            v = float(line.split(",")[HISTORY_COLUMNS.index("val_acc")])
-        except (ValueError, IndexError):
-            break
-        if math.isfinite(v):
-            last = v
-            break
-    return len(lines) - 1, last
-
-
-def holder(d: Path) -> str:
-    """``pid N on HOST`` of the process training the run now, or ''."""
-    if not run_busy(d):
-        return ""
-    try:
-        return (d / "lock").read_text().strip() or "busy"
-    except OSError:
-        return "busy"
 
 
 def plan(params: dict[str, Params], root: str | os.PathLike | None = None) -> list[PlannedRun]:
@@ -159,10 +165,22 @@ def plan(params: dict[str, Params], root: str | os.PathLike | None = None) -> li
                 pr = by_hash[d.name] = PlannedRun(d.name, d, cfg)
             pr.uses.append((name, lab, seed))
     for pr in by_hash.values():
-        pr.status = stored_status(pr.dir)
-        pr.epochs_done, pr.last_val_acc = progress(pr.dir)
-        pr.where = holder(pr.dir) if pr.status not in ("missing", "done", "diverged") else ""
+        pr.refresh()
     return sorted(by_hash.values(), key=lambda r: (-r.cost, r.hash))
+
+
+def plan_configs(configs, root: str | os.PathLike | None = None,
+                 labels: dict[str, str] | None = None) -> list[PlannedRun]:
+    """The plan of bare configs (benchmarks, tests, scripts): one row per distinct run hash,
+    each hashed once here, longest first (ties in the configs' order). ``labels``: run hash ->
+    label."""
+    out: dict[str, PlannedRun] = {}
+    for c in configs:
+        cfg = c if isinstance(c, Config) else Config.from_dict(c)
+        d = locate(cfg, root)
+        if d.name not in out:
+            out[d.name] = PlannedRun(d.name, d, cfg, tag=(labels or {}).get(d.name, "")).refresh()
+    return sorted(out.values(), key=lambda r: -r.cost)
 
 
 def runs_of(study_name: str, planned: list[PlannedRun]) -> list[PlannedRun]:
@@ -190,16 +208,11 @@ def format_plan(planned: list[PlannedRun], seconds_per_image: float | None = Non
 
 
 def measured_rate(planned: list[PlannedRun]) -> float | None:
-    """Seconds per training image of the finished runs in the store (for an estimate)."""
+    """Seconds per training image of the finished epochs in the store (for an estimate)."""
     secs = imgs = 0.0
     for r in planned:
-        h = r.dir / "history.csv"
-        if r.epochs_done and h.exists():
-            try:
-                s = float(pd.read_csv(h)["seconds"].sum())
-            except Exception:
-                continue
-            secs += s
+        if r.epochs_done:
+            secs += r.store.seconds()
             imgs += r.epochs_done * (r.config.n_train or FULL_TRAIN)
     return secs / imgs if imgs else None
 
@@ -209,7 +222,7 @@ def pilot_power(params: dict[str, Params], pilot_root: str | os.PathLike | None)
     comparison a planned preset makes: their paired difference to the study's baseline, and
     at the preset's seed count the minimum detectable difference (80% power, two-sided 5%),
     the power for a difference of the size the pilot saw, and the seeds that size needs."""
-    from .runs import NOT_HASHED, stored_runs
+    from .store import NOT_HASHED, stored_runs
     from . import stats
 
     # scoring every k epochs leaves training and the final epoch's numbers as they are
@@ -262,5 +275,5 @@ def format_power(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PlannedRun", "plan", "route_overrides", "study_parameters", "runs_of",
+__all__ = ["PlannedRun", "pin_precision", "plan", "plan_configs", "route_overrides", "study_parameters", "runs_of",
            "format_plan", "measured_rate", "STUDIES"]

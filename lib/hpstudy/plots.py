@@ -5,7 +5,7 @@ shows a figure twice in a notebook nor keeps it alive in pyplot's registry; a no
 one with ``display(fig)`` or by leaving it as the cell's last expression.
 
 Runs can be given as a ``hpstudy.Run`` or as a history DataFrame (columns as in
-``hpstudy.metrics.HISTORY_COLUMNS``). A run whose loss stopped being finite is drawn up to its
+``hpstudy.schema.HISTORY_COLUMNS``). A run whose loss stopped being finite is drawn up to its
 last finite epoch and marked with an x and "diverged at epoch k"; NaN and inf never raise.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .data import beta_pdf
 from .evaluation import diverged_at
-from .metrics import METRIC_LABELS
+from .schema import METRIC_LABELS
+from .stats import finite
 from .train import lr_at
 
 DPI = 100
@@ -148,10 +149,10 @@ def _epochs_planned(run, h) -> int:
 
 # --- training curves -------------------------------------------------------------------------
 
-def run_curves(run, title: str | None = None, *, reference: dict | None = None) -> Figure:
+def run_curves(run, title: str | None = None, *, published: dict | None = None) -> Figure:
     """Loss and accuracy, train and validation, per epoch: two panels.
 
-    ``reference`` (optional): final-epoch numbers of the report for this setting
+    ``published`` (optional): final-epoch numbers of the report for this setting
     (``published.numbers``), drawn as dotted horizontal lines.
     """
     h = _history(run)
@@ -163,8 +164,8 @@ def run_curves(run, title: str | None = None, *, reference: dict | None = None) 
             m = f"{split}_{kind}"
             _plot_metric(ax, h, m, color, "train" if split == "train" else "validation",
                          diverged=div)
-            if reference and m in reference:
-                ax.axhline(reference[m], color=color, linestyle=":", linewidth=1,
+            if published and m in published:
+                ax.axhline(published[m], color=color, linestyle=":", linewidth=1,
                            label=f"report, {'train' if split == 'train' else 'validation'}")
         _style(ax, kind, xmax)
         if kind == "acc":
@@ -354,15 +355,15 @@ def normalization_stats(stats: dict, title: str | None = "per-channel statistics
 
 # --- mixup -----------------------------------------------------------------------------------
 
-def beta_density(alphas: typing.Sequence[float], *, reference: typing.Sequence[float] = (1.0,),
+def beta_density(alphas: typing.Sequence[float], *, compare_with: typing.Sequence[float] = (1.0,),
                  ymax: float = 4.0, title: str | None = None) -> Figure:
-    """The Beta(alpha, alpha) density of mixup's lambda for each alpha > 0; ``reference``
+    """The Beta(alpha, alpha) density of mixup's lambda for each alpha > 0; ``compare_with``
     alphas (default 1.0, the mixup paper's CIFAR value) are drawn dashed. alpha = 0 (no
     mixup: lambda = 1 always) is listed in the legend without a curve."""
     fig, axes = _new(1, 1, size=(7, 3.8))
     ax = axes[0, 0]
     shown = []
-    colors = _palette(len(alphas) + len(reference))
+    colors = _palette(len(alphas) + len(compare_with))
     for i, a in enumerate(alphas):
         a = float(a)
         if a <= 0:
@@ -371,7 +372,7 @@ def beta_density(alphas: typing.Sequence[float], *, reference: typing.Sequence[f
         t, p = beta_pdf(a)
         ax.plot(t, p, color=colors[i], linewidth=2, label=f"Beta({a:g}, {a:g})")
         shown.append(a)
-    for j, a in enumerate(reference):
+    for j, a in enumerate(compare_with):
         if float(a) in shown:
             continue
         t, p = beta_pdf(float(a))
@@ -489,17 +490,10 @@ def forest(rows: pd.DataFrame, title: str | None = None,
     ax = axes[0, 0]
     strong, weak = "C3", "0.55"
 
-    def num(v) -> float:
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return math.nan
-        return v if math.isfinite(v) else math.nan
-
     kinds = set()
     ax.axvline(0, color="black", linewidth=1, zorder=1)
     for i, row in r.iterrows():
-        mean, lo, hi = num(row["mean"]), num(row["lo"]), num(row["hi"])
+        mean, lo, hi = (finite(row[k], math.nan) for k in ("mean", "lo", "hi"))
         has_ci = not (math.isnan(lo) or math.isnan(hi))
         detected = has_ci and (lo > 0 or hi < 0)
         color = strong if detected else weak
@@ -513,7 +507,7 @@ def forest(rows: pd.DataFrame, title: str | None = None,
             ax.plot([100 * mean], [i], marker="o", markersize=7, color=color,
                     linestyle="none", gid="mean", zorder=3)
     if "published" in r:
-        pub = np.array([num(v) for v in r["published"]])
+        pub = np.array([finite(v, math.nan) for v in r["published"]])
         ok = np.isfinite(pub)
         if ok.any():
             ax.plot(100 * pub[ok], np.arange(n)[ok], marker="D", markersize=8,

@@ -54,7 +54,7 @@ class Preset:
 
 def study_params(name: str, preset: "Preset | str | None" = None,
                  overrides: dict | None = None) -> dict:
-    """The parameters of study ``name``: the one function the runner, the planner and the
+    """The parameters of study ``name``: the one function the report command, the planner and the
     notebooks use, so that they cannot drift.
 
     In order, each overriding the one before: the notebook's parameters cell, the preset's

@@ -13,21 +13,14 @@ import numpy as np
 import pandas as pd
 
 from . import published, stats
-from .metrics import METRICS
+from .stats import finite, is_finite
+from .schema import METRICS
 from .studies import Params, Setting
 
 PT = 100  # fractions -> percentage points
 
 
 # --- numbers ---------------------------------------------------------------------------------
-
-def _num(v) -> float:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-    return v
-
 
 def run_summary(label: str, seed: int, run) -> dict:
     """What the index needs of one run: setting, seed, status, final and best-epoch metrics."""
@@ -46,7 +39,7 @@ def final_value(run, metric: str) -> float:
     """A finished run's final-epoch value; NaN for a diverged or unfinished run."""
     if run.status != "done" or not len(run.history):
         return float("nan")
-    return _num(run.final.get(metric))
+    return finite(run.final.get(metric), math.nan)
 
 
 def setting_summary(study: str, setting: Setting, seeds: list[int], runs: dict,
@@ -105,29 +98,26 @@ def table(summary: dict, baseline: str | None = None) -> pd.DataFrame:
             "val acc %": fmt_mean_sd(va), "val acc 95% CI": fmt_ci(va.get("ci95")),
             f"last {lk['k']} val acc %": fmt_mean_sd(lk["val_acc"]),
             "val loss": fmt_mean_sd(vl, pct=False),
-            "Δ val acc (pt)": "" if d is None else f"{PT * d['mean']:+.2f}" if _ok(d["mean"]) else "",
+            "Δ val acc (pt)": "" if d is None or not is_finite(d["mean"]) else
+                              f"{PT * d['mean']:+.2f}",
             "Δ 95% CI": "" if d is None else fmt_ci(d.get("ci95"), signed=True),
             "report val acc %": f"{PT * pub['val_acc']:.2f}" if "val_acc" in pub else "",
         })
     return pd.DataFrame(rows).set_index("setting")
 
 
-def _ok(v) -> bool:
-    return v is not None and math.isfinite(float(v))
-
-
 def fmt_mean_sd(s: dict, pct: bool = True) -> str:
     """``23.41 ± 0.52 (n=3)``; the sd is left out for one value."""
-    if not s or not _ok(s.get("mean")):
+    if not s or not is_finite(s.get("mean")):
         return "n/a"
     f = PT if pct else 1
     digits = 2 if pct else 4
-    sd = f" ± {f * s['sd']:.{digits}f}" if _ok(s.get("sd")) else ""
+    sd = f" ± {f * s['sd']:.{digits}f}" if is_finite(s.get("sd")) else ""
     return f"{f * s['mean']:.{digits}f}{sd} (n={s['n']})"
 
 
 def fmt_ci(ci, signed: bool = False, pct: bool = True) -> str:
-    if not ci or not all(_ok(v) for v in ci):
+    if not ci or not all(is_finite(v) for v in ci):
         return "n/a (n=1)" if ci is None else "n/a"
     f = PT if pct else 1
     sign = "+" if signed else ""
@@ -147,8 +137,8 @@ def forest_rows(summary: dict) -> pd.DataFrame:
         pub = float("nan")
         if base and s.get("published") and base.get("published"):
             pub = s["published"]["val_acc"] - base["published"]["val_acc"]
-        rows.append({"setting": label, "mean": _num(d["mean"]), "lo": _num(ci[0]),
-                     "hi": _num(ci[1]), "published": pub})
+        mean, lo, hi = (finite(v, math.nan) for v in (d["mean"], *ci))
+        rows.append({"setting": label, "mean": mean, "lo": lo, "hi": hi, "published": pub})
     return pd.DataFrame(rows, columns=["setting", "mean", "lo", "hi", "published"])
 
 
@@ -183,7 +173,7 @@ def power_sentence(d: dict) -> str:
 def comparison(label: str, base: str, d: dict | None, what: str = "validation accuracy") -> str:
     """What ``label`` against ``base`` shows (paired difference ``d``), said once: the
     verdict, the difference with its interval, and what the comparison could detect."""
-    if d is None or not _ok(d.get("mean")):
+    if d is None or not is_finite(d.get("mean")):
         return f"`{label}` cannot be compared with `{base}`: no pair of finished runs."
     n = d["n"]
     if d.get("ci95") is None:
@@ -205,7 +195,7 @@ def winner(summary: dict) -> dict:
     """The setting with the highest mean final validation accuracy, and whether it won
     clearly: its paired difference to every other setting excludes zero."""
     ranked = sorted(((s["val_acc"]["mean"], label) for label, s in summary.items()
-                     if _ok(s["val_acc"].get("mean"))), reverse=True)
+                     if is_finite(s["val_acc"].get("mean"))), reverse=True)
     if not ranked:
         return {"label": None, "value": None, "clear": False, "runner_up": None, "difference": None}
     best = ranked[0][1]
@@ -332,7 +322,7 @@ def identical_rows(summary: dict) -> list[tuple[str, str, int]]:
             for j, seed in enumerate(summary[a]["seeds"]):
                 ra = [summary[a]["per_seed"][m][j] for m in METRICS]
                 rb = [summary[b]["per_seed"][m][j] for m in METRICS]
-                if all(_ok(x) for x in ra) and ra == rb:
+                if all(is_finite(x) for x in ra) and ra == rb:
                     out.append((a, b, seed))
     return out
 
@@ -360,8 +350,8 @@ def best_vs_final(summary: dict) -> str:
     parts = []
     for label, s in summary.items():
         gaps = [r["best"]["val_acc"] - r["final"]["val_acc"] for r in s["runs"]
-                if r["status"] == "done" and _ok(r["best"].get("val_acc"))
-                and _ok(r["final"].get("val_acc"))]
+                if r["status"] == "done" and is_finite(r["best"].get("val_acc"))
+                and is_finite(r["final"].get("val_acc"))]
         if gaps:
             parts.append(f"`{label}` ends {PT * float(np.mean(gaps)):.2f} points below its best "
                          f"epoch on average (largest gap {PT * max(gaps):.2f})")
@@ -377,7 +367,7 @@ def generalization_gap(summary: dict) -> str:
     parts = []
     for label, s in summary.items():
         tr, va = s["train_acc"].get("mean"), s["val_acc"].get("mean")
-        if _ok(tr) and _ok(va):
+        if is_finite(tr) and is_finite(va):
             parts.append(f"`{label}` {PT * tr:.2f}% training vs {PT * va:.2f}% validation "
                          f"({PT * (tr - va):+.2f} points)")
     if not parts:
@@ -444,7 +434,7 @@ def mixup_reading(summary: dict, alphas: list) -> str:
                 f"E[H(lambda)] = {b['loss_min']:.3f} nats and its training accuracy cannot "
                 f"exceed E[max(lambda, 1 - lambda)] = {PT * b['acc_max']:.2f}% "
                 f"({b['draws']:,} draws of Beta({a:g}, {a:g})).")
-        if s is not None and _ok(s["train_loss"].get("mean")):
+        if s is not None and is_finite(s["train_loss"].get("mean")):
             line += (f" Measured here: {s['train_loss']['mean']:.3f} and "
                      f"{PT * s['train_acc']['mean']:.2f}% (means over seeds).")
         if a == 0.2 and pub:
@@ -534,7 +524,7 @@ def normalization_in_use(normalize: str, preset: str | None) -> str:
 def verdict(d: dict | None, sign: int) -> str:
     """``agrees`` / ``contradicts`` when the paired interval excludes zero on the claim's side
     or the other; ``not settled`` when it does not; ``not measured`` without an interval."""
-    if not d or d.get("ci95") is None or not _ok(d.get("mean")):
+    if not d or d.get("ci95") is None or not is_finite(d.get("mean")):
         return "not measured"
     if not d["detected"]:
         return "not settled"
@@ -543,7 +533,7 @@ def verdict(d: dict | None, sign: int) -> str:
 
 def found_text(d: dict | None) -> str:
     """A paired difference in a few words: mean, interval, seeds, and what it could detect."""
-    if not d or not _ok(d.get("mean")):
+    if not d or not is_finite(d.get("mean")):
         return "no finished pair of runs"
     if d.get("ci95") is None:
         return f"{_pts(d['mean'])} points at one seed (no interval)"
@@ -600,7 +590,7 @@ def overfitting(results: dict) -> dict | None:
         return None
     d = stats.paired_difference(s["per_seed"]["train_acc"], s["per_seed"]["val_acc"])
     tr, va = s["train_acc"].get("mean"), s["val_acc"].get("mean")
-    if not (_ok(tr) and _ok(va)):
+    if not (is_finite(tr) and is_finite(va)):
         return None
     pub = published.NUMBERS[("schedule", "constant")]
     return {"study": name, "question": f"Does the baseline (`{s['label']}`) overfit: training "

@@ -28,23 +28,33 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from .metrics import METRICS
+from .schema import METRICS
 
 LONG_COLUMNS = ["setting", "seed", "epoch", "metric", "value"]
 
 
-def _float(v) -> float:
+def finite(v, default=None):
+    """``v`` as a float if it is a finite number, else ``default``: None, NaN, inf and
+    anything that is not a number (text, a list) are no number. The one place the library
+    cleans a value that may be missing (a diverged run, a JSON null) before using it;
+    ``finite(v, math.nan)`` for arithmetic and plotting, ``is_finite(v)`` for a test."""
     try:
-        return math.nan if v is None else float(v)
+        x = float(v)
     except (TypeError, ValueError):
-        return math.nan
+        return default
+    return x if math.isfinite(x) else default
+
+
+def is_finite(v) -> bool:
+    """Whether ``v`` is a finite number (``finite(v)`` is not None)."""
+    return finite(v) is not None
 
 
 def _floats(values) -> np.ndarray:
-    """``values`` as a 1-d float array; None and anything not a number become NaN."""
+    """``values`` as a 1-d float array; None and anything not a finite number become NaN."""
     if values is None or np.isscalar(values):
         values = [values]
-    return np.asarray([_float(v) for v in np.asarray(values, dtype=object).ravel()],
+    return np.asarray([finite(v, math.nan) for v in np.asarray(values, dtype=object).ravel()],
                       dtype=float)
 
 
@@ -203,14 +213,14 @@ ALPHA = 0.05      # two-sided, as the 95% intervals
 
 
 def _finite_pos(v) -> bool:
-    return v is not None and math.isfinite(_float(v)) and _float(v) > 0
+    return finite(v, 0.0) > 0
 
 
 def power(delta, sd, n: int, alpha: float = ALPHA) -> float | None:
     """Power of the two-sided paired t-test at level ``alpha`` to detect a true mean
     difference ``delta`` with ``n`` pairs whose differences have sd ``sd``. None when it is
     undefined (n < 2, no sd, or sd 0)."""
-    if n < 2 or not _finite_pos(sd) or delta is None or not math.isfinite(_float(delta)):
+    if n < 2 or not _finite_pos(sd) or not is_finite(delta):
         return None
     df = n - 1
     crit = float(_st.t.ppf(1 - alpha / 2, df))
@@ -242,7 +252,7 @@ def seeds_needed(delta, sd, target: float = POWER, alpha: float = ALPHA,
     """The fewest pairs (seeds) with which the paired t-test detects a true difference
     ``delta`` with probability ``target``, taking ``sd`` as the sd of the differences. None
     when undefined (no sd, delta 0) or beyond ``limit``."""
-    if not _finite_pos(sd) or delta is None or not math.isfinite(_float(delta)) or delta == 0:
+    if not _finite_pos(sd) or not is_finite(delta) or delta == 0:
         return None
     n = 2
     while n <= limit:

@@ -243,23 +243,24 @@ def validate(name: str, values: dict) -> Params:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     """Strict JSON (NaN/inf -> null), written atomically."""
+    from .atomic import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(finite(obj), indent=2, default=_jsonable, allow_nan=False))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(json_ready(obj), indent=2, default=_jsonable, allow_nan=False))
 
 
-def finite(o):
-    """NaN/inf (a diverged run's metrics) become None: strict JSON has no NaN."""
+def json_ready(o):
+    """NaN/inf (a diverged run's metrics) become None, recursively: strict JSON has no NaN
+    (``stats.finite`` is the one finite-number test of a single value)."""
     if isinstance(o, float):
         return o if math.isfinite(o) else None
     if isinstance(o, dict):
-        return {k: finite(v) for k, v in o.items()}
+        return {k: json_ready(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [finite(v) for v in o]
+        return [json_ready(v) for v in o]
     if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
-        return finite(o.item())
+        return json_ready(o.item())
     return o
 
 

@@ -11,7 +11,7 @@ autocast and torch.compile, with no host-device sync per step.
 
 Where the rest lives: device, precision and the process-wide settings in ``device``; the
 images a run uses (``prepare_data``, ``Batches``) in ``data``; the history columns and
-checkpoint keys in ``metrics``; the files of a run in ``runs``.
+checkpoint keys in ``schema``; the files of a run in ``store``.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from .data import Batches, prepare_data
 from .device import (autocast, default_eval_batch_size, resolve_compile, resolve_device,
                      resolve_precision, run_settings)
 # HISTORY_COLUMNS (and Batches and the device helpers, which the loop uses) stay importable
-# from here for callers not yet moved to data, device and metrics (evaluation.py,
-# tests/test_train.py, test_notebooks.py); new code imports them from those modules.
-from .metrics import CHECKPOINT_FORMAT, HISTORY_COLUMNS  # noqa: F401
+# from here for callers not yet moved to schema, data and device (tests/test_train.py,
+# tests/test_evaluation.py); new code imports them from those modules.
+from .schema import CHECKPOINT_FORMAT, HISTORY_COLUMNS  # noqa: F401
 from .model import MobileNet
 
 
@@ -83,8 +83,8 @@ def build_model(cfg: Config, device: torch.device) -> nn.Module:
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    # foreach: on the CPU the step is ~0.7 ms of a ~190 ms training step; fused=True measured
-    # the same (652 vs 647 img/s), so the long-tested foreach path stays
+    # foreach, not fused: fused measured no faster on the CPU (the optimizer step is a tiny
+    # share of a training step; benchmarks/RESULTS.md, "Defaults the code cites")
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                            nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, foreach=True)
 

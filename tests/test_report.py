@@ -1,4 +1,4 @@
-"""The runner end to end: the plan trained by an executor, notebooks executed by papermill,
+"""hpstudy report (hpstudy.report) end to end: the plan trained by an executor, notebooks executed by papermill,
 HTML with embedded figures, the index."""
 import json
 import os
@@ -66,7 +66,7 @@ def test_smoke_preset_end_to_end(real_root, tmp_path):
     lr_rows = [r for r in summary["runs"] if r["study"] == "learning_rate"]
     assert sorted((r["label"], r["seed"]) for r in lr_rows) == [
         (lab, seed) for lab in ("lr=0.01", "lr=0.05", "lr=0.5") for seed in (0, 1)]
-    # the runner printed the plan, prefixed run logs, which notebook ran and how long it took
+    # hpstudy report printed the plan, prefixed run logs, which notebook ran and how long it took
     assert "14 runs, 0 finished" in p.stdout
     assert re.search(r"\[[0-9a-f]{12} learning_rate lr=0\.\d+ seed \d", p.stdout)
     assert re.search(r"\[2/6\] 01_learning_rate\.ipynb +ok +\d+\.\d+s", p.stdout)

@@ -13,7 +13,7 @@ Nothing here touches process-wide settings (no ``device.run_settings``: default 
 deterministic mode), and the benchmark runs it in a fresh interpreter of its own, so what it
 measures is what the report's script pays, untouched by the library's tuning.
 
-``python -m hpstudy.report_pipeline CONFIG_JSON`` trains one whole run (the study-level bench
+``python -m hpstudy.bench.report_pipeline CONFIG_JSON`` trains one whole run (the study-level bench
 runs a preset's plan this way, one run after another) and prints its result as one JSON line.
 """
 from __future__ import annotations
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data as D
-from .config import Config
-from .device import resolve_device
-from .model import MobileNet
+from .. import data as D
+from ..config import Config
+from ..device import resolve_device
+from ..model import MobileNet
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -180,7 +180,7 @@ def train_run(cfg: Config, data: D.CIFAR100, log=print) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m hpstudy.report_pipeline CONFIG_JSON\n"
+        print("usage: python -m hpstudy.bench.report_pipeline CONFIG_JSON\n"
               "trains one run of CONFIG_JSON (a Config as JSON) through the report's pipeline "
               "and prints the result as one JSON line", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ models, where the library's lever is running them side by side (the ``local`` ex
 well as its faster step. This times both whole:
 
 * **reference**: every run of the plan, one after another, each in a fresh interpreter
-  (``python -m hpstudy.report_pipeline CONFIG``), as a user runs the report's script once per
+  (``python -m hpstudy.bench.report_pipeline CONFIG``), as a user runs the report's script once per
   setting: the same images, model, optimizer settings, schedule, augmentation and mixup;
 * **ours**: ``dispatch.execute`` of the same configs into a fresh run store, as
   ``hpstudy report`` trains them (notebooks not rendered: the reference has none).
@@ -27,19 +27,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import dispatch
-from .device import machine
-from .plan import parse_overrides, plan, study_parameters
-from .presets import load_preset
-from .stats import paired_difference
-from .studies import STUDIES
+from .. import dispatch
+from ..device import machine
+from ..plan import parse_overrides, plan, study_parameters
+from ..presets import load_preset
+from ..stats import paired_difference
+from ..studies import STUDIES
 
 
 def reference_run(config: dict) -> dict:
     """One run through the report's pipeline in a fresh interpreter; its JSON result plus the
     wall time the user waits (start-up included)."""
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "hpstudy.report_pipeline", json.dumps(config)],
+    p = subprocess.run([sys.executable, "-m", "hpstudy.bench.report_pipeline", json.dumps(config)],
                        capture_output=True, text=True)
     seconds = time.perf_counter() - t
     if p.returncode != 0:
@@ -50,7 +50,7 @@ def reference_run(config: dict) -> dict:
     return out
 
 
-def run(preset_name: str, *, studies: list[str] | None = None, overrides=None,
+def measure(preset_name: str, *, studies: list[str] | None = None, overrides=None,
         executor: str = dispatch.DEFAULT_EXECUTOR, jobs: int | None = None, log=print) -> dict:
     """Time the preset's plan both ways, each into a fresh store; returns the record."""
     unknown = [s for s in studies or [] if s not in STUDIES]
@@ -77,15 +77,13 @@ def run(preset_name: str, *, studies: list[str] | None = None, overrides=None,
         reference_s = time.perf_counter() - t0
 
         log(f"ours: the same {n} runs through the {executor} executor")
-        labels = {r.hash: r.label() for r in planned}
         t0 = time.perf_counter()
-        status = dispatch.execute([r.config for r in planned], executor, root=store, jobs=jobs,
-                                  labels=labels, log=log)
+        status = dispatch.execute(planned, executor, root=store, jobs=jobs, log=log)
         ours_s = time.perf_counter() - t0
         bad = {h: s for h, s in status.items() if s != "done"}
         if bad:
             raise RuntimeError(f"ours did not finish every run: {bad}")
-        after = {r.hash: r for r in plan(params, store)}
+        after = {r.hash: r.refresh() for r in planned}     # the same rows, read again
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

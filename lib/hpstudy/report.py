@@ -1,4 +1,4 @@
-"""The runner (``hpstudy report``): train a preset's plan, execute the study notebooks with
+"""``hpstudy report``: train a preset's plan, execute the study notebooks with
 papermill, export HTML, write the index.
 
 With an executor other than ``inline`` the plan's runs are dispatched first (longest first, to
@@ -21,13 +21,16 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbconvert import HTMLExporter
 
 from . import dispatch, index
+from .atomic import atomic_write
 from .config import ConfigError
 from .paths import notebooks_dir, project_root
-from .plan import format_plan, parse_overrides, plan, runs_of, study_parameters
+from .plan import (format_plan, parse_overrides, pin_precision, plan, runs_of,
+                   study_parameters)
 from .presets import PresetError, load_preset
 from .progress import Progress
 from .data import resolve_root
-from .runs import store_root, stored_status
+from .schema import FINAL
+from .store import store_root
 from .studies import STUDIES
 
 KERNEL_NAME = "hpstudy"
@@ -80,7 +83,7 @@ def export_html(nb_path: Path, html_path: Path, show_input: bool = False) -> Non
     exporter = HTMLExporter(exclude_input=not show_input, exclude_input_prompt=True,
                             exclude_output_prompt=True, embed_images=True)
     body, _ = exporter.from_notebook_node(nb)
-    html_path.write_text(body, encoding="utf-8")
+    atomic_write(html_path, body)
 
 
 def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool,
@@ -105,7 +108,7 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
         interrupted = e.ename == "KeyboardInterrupt"
-    except KeyboardInterrupt:  # Ctrl-C reached the runner before the kernel
+    except KeyboardInterrupt:  # Ctrl-C reached this process before the kernel
         error, interrupted = "KeyboardInterrupt: interrupted", True
     except Exception as e:  # kernel died, notebook missing, ...
         error = f"{type(e).__name__}: {e}"
@@ -147,6 +150,8 @@ def main(args) -> int:
         extra["no_train"] = True   # notebooks render from the store
     # every study's parameters, checked before anything trains or renders
     params = study_parameters(preset, studies, parse_overrides(args.param), extra)
+    machine = training_machine(args)
+    params = pin_precision(params, machine)
     planned = plan(params, extra["runs_root"])
     out = Path(args.out or project_root() / "reports" / preset.name).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +173,7 @@ def main(args) -> int:
         A notebook interrupted by Ctrl-C stops the report (KeyboardInterrupt)."""
         while pending:
             name = pending[0]
-            if not final and not all(stored_status(r.dir) in ("done", "diverged")
-                                     for r in runs_of(name, planned)):
+            if not final and not all(r.store.state in FINAL for r in runs_of(name, planned)):
                 return
             pending.pop(0)
             i = len(outcomes) + 1
@@ -193,14 +197,12 @@ def main(args) -> int:
             todo = sorted((r for r in planned if not r.finished),
                           key=lambda r: (-r.cost, min(order[u[0]] for u in r.uses),
                                          min(u[2] for u in r.uses)))
-            cfgs = [r.config for r in todo]
-            labels = {r.hash: r.label() for r in todo}
             render_ready()
-            if cfgs:
+            if todo:
                 with Progress(todo) as shown:
-                    dispatch.execute(cfgs, executor, root=extra["runs_root"], jobs=args.jobs,
+                    dispatch.execute(todo, executor, root=extra["runs_root"], jobs=args.jobs,
                                      address=args.address, runs_per_gpu=args.runs_per_gpu,
-                                     slurm=slurm_options(args), labels=labels, log=shown,
+                                     slurm=slurm_options(args), log=shown,
                                      on_done=lambda h, st: render_ready())
         render_ready(final=True)
     except KeyboardInterrupt:
@@ -213,6 +215,20 @@ def main(args) -> int:
     print(f"done in {total:.1f}s: {len(outcomes) - len(failed)} ok, {len(failed)} failed"
           + (f" ({', '.join(failed)})" if failed else "") + f"; open {out / 'index.html'}")
     return 1 if failed else 0
+
+
+def training_machine(args) -> str:
+    """The device type of the machines that train the plan: ``--worker-device``; else a GPU
+    for SLURM jobs that ask for one; else this machine's. A Ray cluster's GPU workers planned
+    from a CPU head need ``--worker-device cuda`` (or a named precision): without it every
+    worker refuses its runs, naming the option, before training anything."""
+    if getattr(args, "worker_device", None):
+        return args.worker_device
+    if args.executor == "slurm" and getattr(args, "gpus_per_node", None):
+        return "cuda"
+    from .device import resolve_device
+
+    return resolve_device("auto").type
 
 
 def slurm_options(args) -> dict:

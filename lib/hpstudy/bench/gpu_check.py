@@ -1,7 +1,7 @@
 """The GPU check: what one bare GPU machine measures in a few minutes, to size
 ``--runs-per-gpu`` and to project the ``paper`` preset's wall time.
 
-    PYTHONPATH=lib python3 -m hpstudy.gpu_check --out gpu-results [--device cuda]
+    PYTHONPATH=lib python3 -m hpstudy.bench.gpu_check --out gpu-results [--device cuda]
         [--sizes full|tiny] [--subset gpu-check-data/cifar100-subset.npz] [--budget 450]
         [--skip SEGMENT ...] [--ks 1,2,4,8] [--compile-backend inductor]
 
@@ -60,10 +60,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import data as D  # noqa: E402
-from . import train as T  # noqa: E402
-from .config import Config  # noqa: E402
-from .device import (cpu_name, default_eval_batch_size, resolve_compile,  # noqa: E402
+from .. import data as D  # noqa: E402
+from .. import train as T  # noqa: E402
+from ..config import Config  # noqa: E402
+from ..device import (cpu_name, default_eval_batch_size, resolve_compile,  # noqa: E402
                      resolve_precision, run_settings)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +359,7 @@ def worker_main(spec: dict) -> int:
 
 class Worker:
     def __init__(self, spec: dict):
-        cmd = [sys.executable, "-m", "hpstudy.gpu_check", "--worker", json.dumps(spec)]
+        cmd = [sys.executable, "-m", "hpstudy.bench.gpu_check", "--worker", json.dumps(spec)]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
@@ -483,10 +483,10 @@ class Check:
         """paper's distinct runs. ``plan.plan`` also locates each in a run store, which reads
         CIFAR-100 for its identity, and the GPU machine has no CIFAR-100: this is the same
         loop, the runs told apart by the same hash without a data identity."""
-        from .plan import cost, study_parameters
-        from .presets import load_preset
-        from .runs import resolved_config, run_hash
-        from .studies import STUDIES
+        from ..plan import cost, study_parameters
+        from ..presets import load_preset
+        from ..store import resolved_config, run_hash
+        from ..studies import STUDIES
 
         params = study_parameters(load_preset("paper"), list(STUDIES))
         runs: dict = {}
@@ -685,7 +685,7 @@ class Check:
                 "s_per_run_epoch": wall / k}
 
     def seg_bench(self, deadline: float) -> dict:
-        from . import bench as B
+        from . import throughput as B
 
         b = self.sizes["bench"]
         root = SYNTHETIC + (f":{b['images']}" if b.get("images") else "")
@@ -872,7 +872,7 @@ class Check:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hpstudy.gpu_check",
+    p = argparse.ArgumentParser(prog="python -m hpstudy.bench.gpu_check",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="gpu-results", help="folder for gpu_check.json and "
                    "gpu_check.log (default gpu-results)")

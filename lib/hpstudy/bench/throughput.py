@@ -8,7 +8,7 @@
   and accuracy bookkeeping), by default in an interpreter of its own (``--reference
   process``), as a user runs the report's script: none of the library's process-wide settings
   (its malloc tuning) reach it;
-* **ours**: exactly what ``hpstudy.train.fit`` (and so ``runs.run``) trains with:
+* **ours**: exactly what ``hpstudy.train.fit`` (and so ``store.run``) trains with:
   ``data.prepare_data`` / ``build_model`` / ``build_optimizer`` / ``train_one_epoch`` /
   ``evaluate`` under ``device.run_settings`` (the per-process settings ``fit`` applies).
 
@@ -21,7 +21,7 @@ from ours' segment. Filling the first batches is counted, as at the start of eve
 the report's loop. ``--reference inline`` runs it in this process instead, where ours' malloc
 tuning speeds it up too (``--allocator default`` leaves malloc alone).
 
-``--plan PRESET`` measures at the study level instead (``bench_study``). Results:
+``--plan PRESET`` measures at the study level instead (``bench.study``). Results:
 benchmarks/RESULTS.md.
 """
 from __future__ import annotations
@@ -42,15 +42,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import bench_study
-from . import data as D
+from . import study as bench_study
+from .. import data as D
 from . import report_pipeline as RP
-from . import train as T
-from .config import Config
-from .device import (allocator_tuned, cpu_name, default_eval_batch_size, resolve_compile,
+from .. import train as T
+from ..config import Config
+from ..device import (allocator_tuned, cpu_name, default_eval_batch_size, resolve_compile,
                      resolve_device, resolve_precision, run_settings)
-from .dispatch import DEFAULT_EXECUTOR, EXECUTORS
-from .model import count_parameters
+from ..dispatch import DEFAULT_EXECUTOR, EXECUTORS
+from ..model import count_parameters
 
 PAPER_EPOCHS = 3 * (6 * 300 + 3 * 15)  # `paper`: per seed six 300-epoch runs, three 15-epoch; 3 seeds
 EPOCH_TRAIN, EPOCH_VAL = 40000, 10000
@@ -533,8 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda *x, **k: None) if a.quiet else (lambda *x, **k: print(*x, **k, flush=True))
     if a.plan:
         try:
-            r = bench_study.run(a.plan, studies=a.studies, overrides=a.param,
-                                executor=a.executor, jobs=a.jobs, log=log)
+            r = bench_study.measure(a.plan, studies=a.studies, overrides=a.param,
+                                    executor=a.executor, jobs=a.jobs, log=log)
         except ValueError as e:     # ConfigError and PresetError are ValueErrors
             print(f"error: {e}", file=sys.stderr)
             return 2
