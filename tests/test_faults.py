@@ -200,7 +200,7 @@ def test_two_runners_on_one_run(reference, cfg, tiny_root, store, tmp_path):
     assert f"run {h}: training" in outs["first"]
     assert "busy" not in outs["first"]
     holder = f"pid {procs['first'][0].pid} on {R.HOST}"      # the lock names process and host
-    assert f"run {h} is busy (held by {holder})" in outs["second"]
+    assert f"run {h} is busy (held by {holder} for " in outs["second"]
     assert f"run {h}: done, 4 epochs (from the store)" in outs["second"]
     assert "epoch 1/4" not in outs["second"]
     for out in outs.values():

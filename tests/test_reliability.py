@@ -274,3 +274,289 @@ def test_a_cpu_head_renders_what_gpu_workers_trained(tiny_env, store, cuda_worke
         assert r.status == "done" and R.RunDir(r.dir).resolved()["precision"] == "bf16"
     # and a plan for this machine's own class leaves the parameters alone
     assert pin_precision(params, "cpu") is params
+
+
+# --- 4. a report folder is safe to share -----------------------------------------------------
+
+def test_a_second_report_on_one_folder_refuses_naming_the_holder(tiny_env, store, tmp_path,
+                                                                 capsys):
+    from hpstudy import report_folder
+    from hpstudy.cli import main as cli_main
+
+    out = tmp_path / "reports"
+    with report_folder.claim(out, "abc", log=quiet):
+        rc = cli_main(["report", "data", "--preset", "smoke", "--out", str(out),
+                       "--runs", str(store)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"{out} is being written by another hpstudy report (pid {os.getpid()} on " \
+           f"{socket.gethostname()} since" in err
+
+
+def test_a_folder_holds_one_parameter_set(tmp_path):
+    from hpstudy import report_folder
+    from hpstudy.studies import write_json
+
+    out = tmp_path / "reports"
+    logs = []
+    with report_folder.claim(out, "first", log=logs.append):
+        write_json(out / "results" / "learning_rate.json", {"report_id": "first"})
+        write_json(out / "summary.json", {"report_id": "first"})
+        (out / "01_learning_rate.html").write_text("first")
+    with report_folder.claim(out, "first", log=logs.append):       # the same: kept
+        assert (out / "01_learning_rate.html").read_text() == "first"
+    assert logs == []
+    with report_folder.claim(out, "second", log=logs.append):      # another: moved aside
+        assert sorted(p.name for p in out.iterdir()) == [".report.lock", "previous"]
+        assert (out / "previous" / "01_learning_rate.html").read_text() == "first"
+        assert (out / "previous" / "results" / "learning_rate.json").exists()
+    assert len(logs) == 1 and "report first" in logs[0] and "previous" in logs[0]
+
+
+def test_a_page_cites_only_results_of_its_own_parameter_set(tmp_path):
+    from hpstudy.notebook import Session
+    from hpstudy.studies import validate, write_json
+
+    results = tmp_path / "results"
+    write_json(results / "learning_rate.json",
+               {"report_id": "A", "winner": {"label": "lr=0.05", "detected": True}})
+    (results / "mixup.json").write_text('{"report_id": "A", "winner": {"lab')   # cut short
+
+    def session(rid):
+        return Session(validate("schedule", {"results_path": str(results / "schedule.json"),
+                                             "report_id": rid}))
+
+    assert session("A").upstream("learning_rate") == {"label": "lr=0.05", "detected": True}
+    assert session("B").upstream("learning_rate") is None     # another -p variant's winner
+    assert session(None).upstream("learning_rate") is None
+    assert session("A").upstream("mixup") is None              # half-written: not a crash
+
+
+def test_a_half_written_results_json_fails_its_study_not_the_report(tmp_path, monkeypatch):
+    from hpstudy import report
+
+    def fake_execute(source, out_nb, params, kernel, cell_timeout=None):
+        Path(params["results_path"]).write_text('{"study": "schedule", "sett')
+
+    monkeypatch.setattr(report, "execute_notebook", fake_execute)
+    o = report.run_study("schedule", {}, tmp_path, "python3", False)
+    assert o["status"] == "failed" and "schedule.json: unreadable" in o["error"]
+
+
+def test_concurrent_writers_of_one_json_never_collide(tmp_path):
+    """Two reports (threads here) writing one results file: each write is whole; no writer
+    trips over another's temporary file (the old fixed name ``<file>.tmp`` did)."""
+    import threading
+
+    from hpstudy.studies import write_json
+
+    path = tmp_path / "results" / "x.json"
+    errors = []
+    payload = {"values": list(range(20000))}
+
+    def writer(tag):
+        try:
+            for i in range(60):
+                write_json(path, {**payload, "writer": tag, "i": i})
+        except Exception as e:          # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert json.loads(path.read_text())["i"] == 59
+    assert not list(path.parent.glob("*.tmp"))
+
+
+# --- 5. watchdogs ----------------------------------------------------------------------------
+
+def test_a_hung_cell_fails_its_notebook_within_the_timeout(tmp_path, monkeypatch):
+    import nbformat
+
+    from hpstudy import report
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    src = tmp_path / "hang.ipynb"
+    nbformat.write(nb, src)
+    kernel = report.ensure_kernel()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        report.execute_notebook(src, tmp_path / "out.ipynb", {}, kernel, cell_timeout=3)
+    assert time.monotonic() - t0 < 120
+
+
+def test_the_preset_key_cell_timeout_is_checked(tmp_path):
+    from hpstudy.presets import DEFAULT_CELL_TIMEOUT, PresetError, load_preset
+
+    assert load_preset("paper").cell_timeout == DEFAULT_CELL_TIMEOUT >= 8 * 24 * 3600
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: x\ncell_timeout: 0\n")
+    with pytest.raises(PresetError, match=r"bad.yaml:2: 'cell_timeout' must be a number of "
+                                          r"seconds >= 1"):
+        load_preset(str(bad))
+    bad.write_text("description: x\ncell_timeout: soon\n")
+    with pytest.raises(PresetError, match="'cell_timeout' must be a int"):
+        load_preset(str(bad))
+
+
+def long_config(tiny_root, **kw) -> dict:
+    return {**tiny_config(epochs=60, n_train=400, lr=0.01), "data_root": str(tiny_root), **kw}
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_pool_workers_die_with_a_killed_runner(tiny_root, store, tmp_path):
+    """kill -9 of the process that dispatches: its pool worker stops within seconds, its run
+    kept interrupted at its last finished epoch, instead of training on as an orphan."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    cfg = long_config(tiny_root)
+    script = tmp_path / "dispatch.py"
+    script.write_text(
+        "import json, sys\nfrom hpstudy import dispatch\nfrom hpstudy.plan import plan_configs\n"
+        "if __name__ == '__main__':\n"
+        f"    cfg = json.loads({json.dumps(json.dumps(cfg))})\n"
+        f"    dispatch.execute(plan_configs([cfg], {str(store)!r}), 'local', "
+        f"root={str(store)!r}, jobs=1, log=lambda line: print(line, flush=True))\n")
+    log = tmp_path / "dispatch.log"
+    p = subprocess.Popen([sys.executable, str(script)], stdout=open(log, "wb"),
+                         stderr=subprocess.STDOUT)
+    try:
+        t0 = time.monotonic()
+        while not any((d / "history.csv").exists() for d in store.glob("*")):
+            assert p.poll() is None and time.monotonic() - t0 < 240, log.read_text()
+            time.sleep(0.2)
+        workers = psutil.Process(p.pid).children(recursive=True)
+        workers = [w for w in workers if "multiprocessing" in " ".join(w.cmdline())
+                   and "resource_tracker" not in " ".join(w.cmdline())]
+        assert workers, log.read_text()
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, f"orphaned workers still running: {alive}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+    (d,) = [d for d in store.glob("*") if (d / "history.csv").exists()]
+    assert R.RunDir(d).status == "interrupted"
+    kept = len(R.read_history(d / "history.csv"))
+    assert 1 <= kept < 60
+    r = hpstudy.run(cfg, root=store, log=quiet)
+    assert r.status == "done" and r.resumed_from == kept
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_an_error_in_a_callback_ends_the_dispatch_promptly(tiny_root, store):
+    """``on_done`` raising (the report's index.write failing, say) stops the other workers
+    at once; the old pool waited for every running run to end (shutdown(wait=True))."""
+    from hpstudy import dispatch
+    from hpstudy.plan import plan_configs
+
+    short = {**tiny_config(epochs=1, n_train=200), "data_root": str(tiny_root)}
+    planned = plan_configs([long_config(tiny_root), short], store)
+    t0 = time.monotonic()
+
+    def on_done(h, status):
+        raise RuntimeError("index.html: the disk is full")
+
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        dispatch.execute(planned, "local", root=store, jobs=2, log=quiet, on_done=on_done)
+    assert time.monotonic() - t0 < 240
+    long_run = next(r for r in planned if r.config.epochs == 60)
+    assert R.RunDir(long_run.dir).status == "interrupted"
+    assert R.RunDir(long_run.dir).progress()[0] < 60
+
+
+# --- a full disk -----------------------------------------------------------------------------
+
+def full_disk_after(monkeypatch, name: str, allowed: int) -> list:
+    """Writes of files called ``name`` fail with ENOSPC after ``allowed`` have succeeded (at
+    the first write of data, as a full filesystem refuses)."""
+    from hpstudy import atomic
+
+    calls = []
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fake_open(path, mode="r", *a, **kw):
+        f = real_open(path, mode, *a, **kw)
+        if "w" in mode and Path(path).name.startswith(f".{name}."):
+            calls.append(path)
+            if len(calls) > allowed:
+                return Full(f)
+        return f
+
+    monkeypatch.setattr(atomic, "open", fake_open, raising=False)
+    return calls
+
+
+def test_a_full_disk_during_a_checkpoint_loses_at_most_that_epoch(reference, cfg, store,
+                                                                  monkeypatch):
+    full_disk_after(monkeypatch, "checkpoint.pt", allowed=1)
+    logs = []
+    with pytest.raises(OSError) as e:
+        hpstudy.run(cfg, root=store, log=logs.append)
+    d = store / reference.hash
+    assert e.value.errno == errno.ENOSPC and str(d / "checkpoint.pt") in str(e.value)
+    assert any(line.startswith("error: ") and "kept at epoch 1" in line for line in logs)
+    assert not list(d.glob(".*.tmp"))                         # no half-written temporary
+    assert len(R.read_history(d / "history.csv")) == 1
+    monkeypatch.undo()
+    r = hpstudy.run(cfg, root=store, log=quiet)               # space again: it resumes
+    assert r.resumed_from == 1 and r.status == "done"
+    same_history(r.history, reference.history)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_full_disk_during_a_report_ends_it_naming_the_file(tiny_root, tmp_path, monkeypatch,
+                                                              capsys):
+    """The index cannot be written: the command ends with the path in its message, the
+    trained runs stay done, and the next report renders from them without training."""
+    from hpstudy.cli import main as cli_main
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("description: tiny\ncommon: {width: 0.25, epochs: 1, device: cpu, "
+                      "n_val: null, n_train: 200, seeds: [0]}\n"
+                      "studies:\n  learning_rate: {lrs: [0.05, 0.1]}\n")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["report", "learning_rate", "--preset", str(preset), "--out", str(out), "--runs",
+            str(runs), "--data-root", str(tiny_root), "--jobs", "1"]
+    full_disk_after(monkeypatch, "index.html", allowed=0)
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(out / "index.html") in err
+    assert sorted(R.RunDir(d).status for d in runs.iterdir() if d.is_dir()
+                  and not d.name.startswith(".")) == ["done", "done"]
+    monkeypatch.undo()
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" not in printed                 # rendered from the store: no training
+    assert (out / "index.html").exists()

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-node", type=int, default=None, help="slurm: GPUs per job")
     r.add_argument("--cpus-per-task", type=int, default=None, help="slurm: CPUs per job")
     r.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # tests: submitit's local/debug
+    r.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
+                   help="no notebook cell may run longer (default: the preset's cell_timeout, "
+                        "else 10 days)")
     r.add_argument("--no-train", action="store_true",
                    help="render from the store only; a missing run is an error naming its config")
     r.set_defaults(func=cmd_report)

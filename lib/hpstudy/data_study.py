@@ -186,7 +186,8 @@ class DataSession:
         train_idx, val_idx = self.indices
         stats = {"train": self.proper, "report": (D.PUBLISHED_MEAN, D.PUBLISHED_STD),
                  "augmented": self.augmented}
-        return {"study": "data", "preset": self.p.get("preset"), "data": {
+        return {"study": "data", "preset": self.p.get("preset"),
+                "report_id": self.p.get("report_id"), "data": {
             # root, md5, official_md5, official, matches, n_train, n_test (the official files)
             **self.described,
             "split": {"n_train": len(train_idx), "n_val": len(val_idx),

@@ -122,7 +122,8 @@ def run_rows(outcomes: list[dict]) -> list[dict]:
     return rows
 
 
-def write(out: Path, preset, outcomes: list[dict], total: float) -> Path:
+def write(out: Path, preset, outcomes: list[dict], total: float,
+          report_id: str | None = None) -> Path:
     compare = preset.compare_with_report
     data = next(((o.get("results") or {}).get("data") for o in outcomes
                  if o["study"] == "data" and o.get("results")), None)
@@ -145,7 +146,7 @@ def write(out: Path, preset, outcomes: list[dict], total: float) -> Path:
     path = out / "index.html"
     atomic_write(path, page)
     write_json(out / "summary.json", {
-        "preset": preset.name, "seconds": total,
+        "preset": preset.name, "report_id": report_id, "seconds": total,
         "studies": [{k: v for k, v in o.items() if k != "results"} for o in outcomes],
         "runs": run_rows(outcomes)})
     return path

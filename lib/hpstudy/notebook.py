@@ -143,17 +143,20 @@ class Session:
     # --- reading -----------------------------------------------------------------------------
 
     def upstream(self, name: str) -> dict | None:
-        """The recorded winner of an earlier study of this same report (None if absent)."""
+        """The recorded winner of an earlier study of this same report: None if absent,
+        unreadable, or written by a report with other parameters (another ``report_id``), whose
+        winner says nothing about this page's runs."""
         path = self.p.get("results_path")
         if not path:
             return None
         f = Path(path).parent / f"{name}.json"
-        if not f.exists():
-            return None
         try:
-            return json.loads(f.read_text()).get("winner")
+            recorded = json.loads(f.read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(recorded, dict) or recorded.get("report_id") != self.p.get("report_id"):
+            return None
+        return recorded.get("winner")
 
     def held_fixed(self, name: str, field: str, title: str) -> str:
         return readings.held_fixed(label(field, getattr(self.p.base, field)),
@@ -191,6 +194,7 @@ class Session:
     def record(self, **extra) -> dict:
         """The results JSON (schema in README): per setting statistics, the winner."""
         results = {"study": self.name, "preset": self.p.get("preset"),
+                   "report_id": self.p.get("report_id"),
                    "seeds": self.p.seeds, "baseline": self.p.baseline().label,
                    "grid": {self.p.study.grid_key: self.p.grid} if self.p.study.grid_key else {},
                    "settings": self.summary, "winner": readings.winner(self.summary), **extra}

@@ -7,6 +7,7 @@ Layout::
 
     description: one line
     compare_with_report: false   # true: the index puts the report's numbers beside ours
+    cell_timeout: 3600           # seconds a notebook cell may run (default: 10 days, paper)
     common:                      # given to every study that accepts the key
       width: 0.25
       seeds: [0, 1]
@@ -28,7 +29,13 @@ from .config import ConfigError
 from .paths import params_dir
 from .studies import STUDIES, STUDY_ALIASES, check_key, notebook_defaults, study, validate
 
-TOP_KEYS = {"description": str, "compare_with_report": bool, "common": dict, "studies": dict}
+TOP_KEYS = {"description": str, "compare_with_report": bool, "cell_timeout": int,
+            "common": dict, "studies": dict}
+# No cell of a study notebook may run longer (seconds): a hung kernel then fails its notebook
+# instead of hanging the report. The longest cell is the training cell of --executor inline,
+# which trains a study's runs in the kernel: paper's whole plan is 193 hours on a 2-core
+# AVX-512 CPU (README, "Speed"), so 10 days fit any one of its studies on any machine here.
+DEFAULT_CELL_TIMEOUT = 10 * 24 * 3600
 
 
 class PresetError(ValueError):
@@ -43,6 +50,7 @@ class Preset:
     compare_with_report: bool = False
     common: dict = field(default_factory=dict)
     studies: dict = field(default_factory=dict)   # study -> its own section
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT
 
     @property
     def ref(self) -> str:
@@ -126,7 +134,13 @@ def load_preset(name_or_path: str) -> Preset:
                               f"got {type(value).__name__}")
     preset = Preset(path.stem, path, values.get("description") or "",
                     bool(values.get("compare_with_report")), values.get("common") or {},
-                    values.get("studies") or {})
+                    values.get("studies") or {},
+                    DEFAULT_CELL_TIMEOUT if values.get("cell_timeout") is None
+                    else values["cell_timeout"])
+    if isinstance(values.get("cell_timeout"), bool) or preset.cell_timeout < 1:
+        line = _line(top["cell_timeout"][0])
+        raise PresetError(f"{path}:{line}: 'cell_timeout' must be a number of seconds >= 1, "
+                          f"got {values.get('cell_timeout')!r}")
     study_nodes = _key_nodes(top["studies"][1]) if "studies" in top else {}
     common_nodes = _key_nodes(top["common"][1]) if "common" in top else {}
     for name, section in preset.studies.items():

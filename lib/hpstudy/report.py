@@ -28,6 +28,7 @@ from .plan import (format_plan, parse_overrides, pin_precision, plan, runs_of,
                    study_parameters)
 from .presets import PresetError, load_preset
 from .progress import Progress
+from .report_folder import FolderBusy, claim, report_id
 from .data import resolve_root
 from .schema import FINAL
 from .store import store_root
@@ -86,8 +87,18 @@ def export_html(nb_path: Path, html_path: Path, show_input: bool = False) -> Non
     atomic_write(html_path, body)
 
 
+def execute_notebook(source: Path, out_nb: Path, params: dict, kernel: str,
+                     cell_timeout: int | None = None) -> None:
+    """papermill, with no cell running longer than ``cell_timeout`` seconds (a hung kernel
+    raises instead of hanging the report)."""
+    pm.execute_notebook(str(source), str(out_nb), parameters=params, kernel_name=kernel,
+                        progress_bar=False, log_output=False, stdout_file=sys.stdout,
+                        stderr_file=sys.stderr, cwd=str(notebooks_dir()),
+                        execution_timeout=cell_timeout)
+
+
 def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool,
-              log=print) -> dict:
+              log=print, cell_timeout: int | None = None) -> dict:
     """Execute one notebook; return its outcome (status, seconds, error, results)."""
     s = STUDIES[study]
     stem = Path(s.notebook).stem
@@ -101,15 +112,15 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
     error = None
     interrupted = False
     try:
-        pm.execute_notebook(str(notebooks_dir() / s.notebook), str(out_nb), parameters=params,
-                            kernel_name=kernel, progress_bar=False, log_output=False,
-                            stdout_file=sys.stdout, stderr_file=sys.stderr,
-                            cwd=str(notebooks_dir()))
+        execute_notebook(notebooks_dir() / s.notebook, out_nb, params, kernel, cell_timeout)
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
         interrupted = e.ename == "KeyboardInterrupt"
     except KeyboardInterrupt:  # Ctrl-C reached this process before the kernel
         error, interrupted = "KeyboardInterrupt: interrupted", True
+    except TimeoutError as e:  # nbclient's CellTimeoutError: a cell ran past cell_timeout
+        error = (f"timed out: a cell ran longer than cell_timeout ({cell_timeout} s): "
+                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
     except Exception as e:  # kernel died, notebook missing, ...
         error = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
@@ -120,7 +131,10 @@ def run_study(study: str, params: dict, out: Path, kernel: str, show_input: bool
             error = error or f"HTML export failed: {type(e).__name__}: {e}"
     results = None
     if results_path.exists():
-        results = json.loads(results_path.read_text())
+        try:
+            results = json.loads(results_path.read_text())
+        except (OSError, ValueError) as e:      # cut short or unreadable: the study failed
+            error = error or f"{results_path}: unreadable ({type(e).__name__}: {e})"
     elif error is None:
         error = f"the notebook recorded no results ({results_path} missing)"
     return {"study": study, "notebook": s.notebook, "title": s.title,
@@ -149,12 +163,31 @@ def main(args) -> int:
     if no_train or executor != "inline":
         extra["no_train"] = True   # notebooks render from the store
     # every study's parameters, checked before anything trains or renders
-    params = study_parameters(preset, studies, parse_overrides(args.param), extra)
+    overrides = parse_overrides(args.param)
+    params = study_parameters(preset, studies, overrides, extra)
     machine = training_machine(args)
     params = pin_precision(params, machine)
     planned = plan(params, extra["runs_root"])
     out = Path(args.out or project_root() / "reports" / preset.name).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    rid = report_id(preset, overrides, extra, machine)
+    for p in params.values():
+        p.values["report_id"] = rid        # every page records it; upstream() cites only it
+    try:
+        with claim(out, rid):
+            return _render(args, preset, studies, params, planned, out, rid, executor,
+                           no_train, extra)
+    except FolderBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:     # a full disk, a lost mount: the message names the path
+        print(f"error: {e}; every finished epoch is kept in the run store, and the next run "
+              f"of this command resumes", file=sys.stderr)
+        return 1
+
+
+def _render(args, preset, studies, params, planned, out: Path, rid: str, executor: str,
+            no_train: bool, extra: dict) -> int:
+    """Train (unless rendering only) and render, into the claimed folder ``out``."""
     kernel = ensure_kernel(args.kernel)
     print(f"hpstudy report: preset {preset.name} ({preset.path}), executor {executor}, "
           f"kernel {kernel}, out {out}", flush=True)
@@ -180,11 +213,12 @@ def main(args) -> int:
             nb = STUDIES[name].notebook
             print(f"[{i}/{len(studies)}] {nb} ...", flush=True)
             values = {k: v for k, v in params[name].values.items()}
-            o = run_study(name, values, out, kernel, args.show_input)
+            o = run_study(name, values, out, kernel, args.show_input,
+                          cell_timeout=getattr(args, "cell_timeout", None) or preset.cell_timeout)
             outcomes.append(o)
             line = f"[{i}/{len(studies)}] {nb:<24} {o['status']:<6} {o['seconds']:7.1f}s"
             print(line + (f"  {o['error']}" if o["error"] else ""), flush=True)
-            index.write(out, preset, outcomes, time.perf_counter() - t_all)
+            index.write(out, preset, outcomes, time.perf_counter() - t_all, rid)
             if o["status"] == "interrupted":
                 raise KeyboardInterrupt
 
@@ -210,7 +244,7 @@ def main(args) -> int:
               "command again to resume", file=sys.stderr, flush=True)
         return 130
     total = time.perf_counter() - t_all
-    index.write(out, preset, outcomes, total)
+    index.write(out, preset, outcomes, total, rid)
     failed = [o["study"] for o in outcomes if o["status"] != "ok"]
     print(f"done in {total:.1f}s: {len(outcomes) - len(failed)} ok, {len(failed)} failed"
           + (f" ({', '.join(failed)})" if failed else "") + f"; open {out / 'index.html'}")

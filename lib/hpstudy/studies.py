@@ -29,11 +29,13 @@ NOTEBOOK_KEYS = {
     "results_path": typing.Optional[str],  # where record() writes the results JSON
     "preset": typing.Optional[str],        # the preset that supplies the protocol
     "no_train": bool,                      # True: every run must be in the store already
+    "report_id": typing.Optional[str],     # the report's parameter set (hpstudy report sets it)
 }
 DATA_KEYS = {
     "data_root": typing.Optional[str], "split_seed": int, "seed": int, "normalize": str,
     "n_samples": int, "stats_repeats": int,
     "results_path": typing.Optional[str], "preset": typing.Optional[str],
+    "report_id": typing.Optional[str],
 }
 # Keys whose value must be >= 1.
 POSITIVE = ("n_samples", "stats_repeats", "n_confused", "last_k")

@@ -1,10 +1,17 @@
 """``local``: a process pool (spawn) on this machine; ``jobs`` processes (default: one per run,
-at most one per CPU), torch threads split between them; worker logs reach ``log``."""
+at most one per CPU), torch threads split between them; worker logs reach ``log``.
+
+A worker dies with its parent: killed with -9, the parent can neither tell it nor reap it, so
+each worker watches its parent itself and, once orphaned, stops as on SIGTERM (its run is kept
+``interrupted`` at its last finished epoch). An error in this process (a callback's, say)
+stops the workers the same way as Ctrl-C does, instead of waiting for their runs to end.
+"""
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 
 from . import worker
 
@@ -20,8 +27,28 @@ def _pool_init(queue, threads: int) -> None:
     # only the first: the parent passes a SIGINT on to its workers, which a terminal's Ctrl-C
     # has reached already, and a second one must not cut short the first one's bookkeeping
     signal.signal(signal.SIGINT, _interrupt_once)
+    threading.Thread(target=_die_with, args=(os.getppid(),), name="hpstudy-parent-watch",
+                     daemon=True).start()
     import torch
     torch.set_num_threads(threads)
+
+
+PARENT_POLL_S = 1.0      # how often a worker checks that its parent is alive
+ORPHAN_EXIT_S = 60.0     # an orphan still alive this long after SIGTERM exits hard
+
+
+def _die_with(parent: int) -> None:
+    """In a worker: once the parent is gone (this process re-parented), SIGTERM to itself,
+    which ``store.run`` turns into an interrupted run kept at its last finished epoch."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    # the run's bookkeeping (status "interrupted") ends store.run; then nothing is left to do
+    # (the pool's queues lead to the dead parent), so the process exits
+    deadline = time.monotonic() + ORPHAN_EXIT_S
+    while worker.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os._exit(1)
 
 
 def run_all(todo, root, *, jobs, log, record, **_):
@@ -49,8 +76,10 @@ def run_all(todo, root, *, jobs, log, record, **_):
                    for it in todo}
         for fut in cf.as_completed(futures):
             record.settle(futures[fut], fut.result)
-    except KeyboardInterrupt:
-        log("interrupted: stopping the workers; their runs keep their last finished epoch")
+    except BaseException as e:          # Ctrl-C, SIGTERM, or an error here (a callback's)
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else \
+            f"stopping on an error ({type(e).__name__}: {e})"
+        log(f"{why}: stopping the workers; their runs keep their last finished epoch")
         # a terminal's Ctrl-C reached them already; a SIGINT sent to this process alone did not
         for p in list((getattr(pool, "_processes", None) or {}).values()):
             if p.is_alive():

@@ -183,8 +183,10 @@ def run_all(todo, root, *, jobs, address, runs_per_gpu, log, record, **_):
                         # a RayTaskError carries the task's own exception as its cause
                         record.settle(refs[ref], lambda: ray.get(ref),
                                       unwrap=lambda e: getattr(e, "cause", None) or e)
-        except KeyboardInterrupt:
-            log(f"interrupted: cancelling {len(pending)} Ray tasks; their runs keep their last "
+        except BaseException as e:      # Ctrl-C, SIGTERM, or an error here (a callback's)
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else \
+                f"stopping on an error ({type(e).__name__}: {e})"
+            log(f"{why}: cancelling {len(pending)} Ray tasks; their runs keep their last "
                 f"finished epoch")
             for ref in pending:
                 ray.cancel(ref)             # a KeyboardInterrupt in the task: "interrupted"

@@ -98,8 +98,10 @@ def run_all(todo, root, *, jobs, slurm, log, record, **_):
                 record.settle(waiting.pop(job), job.result)
             if waiting:
                 time.sleep(1 if executor.cluster in ("local", "debug") else 15)
-    except KeyboardInterrupt:
-        log(f"interrupted: cancelling {len(waiting)} jobs; their runs keep their last finished "
+    except BaseException as e:          # Ctrl-C, SIGTERM, or an error here (a callback's)
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else \
+            f"stopping on an error ({type(e).__name__}: {e})"
+        log(f"{why}: cancelling {len(waiting)} jobs; their runs keep their last finished "
             f"epoch")
         for job in waiting:
             try:

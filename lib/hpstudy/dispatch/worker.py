@@ -11,6 +11,7 @@ from pathlib import Path
 # worker (SIGKILL) once that epoch is stored, to show that Ray's retry resumes the run.
 TEST_DIE_AFTER_EPOCH = "HPSTUDY_TEST_DIE_AFTER_EPOCH"
 
+RUNNING = False               # whether this process is inside store.run (a watchdog asks)
 _LOG_QUEUE = None             # set in local-pool workers: their log lines go to the parent
 
 
@@ -56,7 +57,12 @@ def train_one(config: dict, root: str, prefix: str, *, threads: int | None = Non
                      f"{die_after}")
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    r = store.run(config, root=root, log=prefixed)
+    global RUNNING
+    RUNNING = True
+    try:
+        r = store.run(config, root=root, log=prefixed)
+    finally:
+        RUNNING = False
     return {"hash": r.hash, "status": r.status, "epochs": len(r.history),
             "trained": r.trained, "resumed_from": r.resumed_from}
 

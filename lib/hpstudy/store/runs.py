@@ -56,8 +56,15 @@ def run(config: Config | dict, *, root: str | os.PathLike | None = None, log=pri
             log(f"interrupted: run {d.name} is kept at epoch {last['epoch'] if last else 0} "
                 f"in {d}; run the same command again to resume")
             raise
-        except BaseException:
-            rd.set_status("failed")
+        except BaseException as e:
+            try:
+                rd.set_status("failed")
+            except OSError as again:    # a full disk refuses this too: the status stays
+                log(f"warning: {again}; run {d.name} keeps the status it had")
+            if isinstance(e, OSError):
+                last = rd.last_good_state()
+                log(f"error: {e}; run {d.name} is kept at epoch {last['epoch'] if last else 0} "
+                    f"in {d}; run the same command again to resume")
             raise
         atomic_write(rd.path(HISTORY_FILE), history_csv(out["history"]))
         if out["status"] == "done":
