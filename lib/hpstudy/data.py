@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import math
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -372,13 +371,6 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, rng: np.random.Generat
     perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
     mixed = x.mul(lam).add_(x[perm], alpha=1 - lam)
     return mixed, y, y[perm], lam
-
-
-def beta_pdf(alpha: float, points: int = 400):
-    """The Beta(alpha, alpha) density on (0, 1), for the mixup notebook's figure."""
-    t = np.linspace(0.0, 1.0, points + 2)[1:-1]
-    logb = 2 * math.lgamma(alpha) - math.lgamma(2 * alpha)
-    return t, np.exp((alpha - 1) * (np.log(t) + np.log1p(-t)) - logb)
 
 
 # --- a run's data ----------------------------------------------------------------------------

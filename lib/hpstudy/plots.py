@@ -20,7 +20,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from .data import beta_pdf
 from .evaluation import diverged_at
 from .schema import METRIC_LABELS
 from .stats import finite
@@ -354,6 +353,13 @@ def normalization_stats(stats: dict, title: str | None = "per-channel statistics
 
 
 # --- mixup -----------------------------------------------------------------------------------
+
+def beta_pdf(alpha: float, points: int = 400):
+    """The Beta(alpha, alpha) density on (0, 1), for the mixup notebook's figure."""
+    t = np.linspace(0.0, 1.0, points + 2)[1:-1]
+    logb = 2 * math.lgamma(alpha) - math.lgamma(2 * alpha)
+    return t, np.exp((alpha - 1) * (np.log(t) + np.log1p(-t)) - logb)
+
 
 def beta_density(alphas: typing.Sequence[float], *, compare_with: typing.Sequence[float] = (1.0,),
                  ymax: float = 4.0, title: str | None = None) -> Figure:
