@@ -95,6 +95,14 @@ def _other_live_holder(rec: dict | None, now: float, stale_after: float) -> bool
     return rec.get("host") != HOST or _alive_here(int(rec["pid"]))
 
 
+def _same_file(f, path: Path) -> bool:
+    """Whether the open lock file ``f`` is still the one at ``path``."""
+    try:
+        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
 def _read(f) -> dict | None:
     f.seek(0)
     return parse_holder(f.read())
@@ -116,6 +124,11 @@ def run_lock(d: Path, log=print):
                 f.close()
                 raise
             got = False
+        if got and not _same_file(f, path):
+            # another waiter replaced the lock file (a takeover) after this one opened it
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+            continue
         now = time.time()
         rec = _read(f)
         if got and not _other_live_holder(rec, now, STALE_AFTER_S):
