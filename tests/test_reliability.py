@@ -560,3 +560,42 @@ def test_a_full_disk_during_a_report_ends_it_naming_the_file(tiny_root, tmp_path
     printed = capsys.readouterr().out
     assert "epoch 1/1" not in printed                 # rendered from the store: no training
     assert (out / "index.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_killed_pool_worker_does_not_hang_the_dispatch(tiny_root, store):
+    """kill -9 of one pool worker breaks the pool; the pool terminates the others, which keep
+    their runs interrupted and exit (before, a worker that turned SIGTERM into an interrupted
+    run stayed alive and the pool's shutdown waited for it forever)."""
+    import signal
+    import threading
+
+    import psutil
+
+    from hpstudy import dispatch
+    from hpstudy.plan import plan_configs
+
+    planned = plan_configs([long_config(tiny_root), long_config(tiny_root, lr=0.02)], store)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=dispatch.execute(
+        planned, "local", root=store, jobs=2, log=quiet)), daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    while not all(R.RunDir(r.dir).progress()[0] >= 1 for r in planned):
+        assert time.monotonic() - t0 < 240 and t.is_alive()
+        time.sleep(0.2)
+    workers = [p for p in psutil.Process().children()
+               if "multiprocessing" in " ".join(p.cmdline())
+               and "resource_tracker" not in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    workers[0].send_signal(signal.SIGKILL)
+    t.join(timeout=120)
+    assert not t.is_alive(), "the dispatch hung after a worker was killed"
+    assert set(out["r"].values()) <= {"failed", "interrupted"}
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive
+    # the killed worker's run stays "running" (nothing could record it), the other one was
+    # interrupted by the pool's terminate(); both resume from their last finished epoch
+    assert sorted(R.RunDir(r.dir).status for r in planned) == ["interrupted", "running"]
+    assert all(1 <= R.RunDir(r.dir).progress()[0] < 60 for r in planned)

@@ -51,6 +51,19 @@ def _die_with(parent: int) -> None:
     os._exit(1)
 
 
+def _task(config: dict, root: str, prefix: str, expect: str) -> dict:
+    """``train_one`` in a pool worker. A SIGTERM (the pool's terminate() when another worker
+    died, or this worker's parent gone) ends the process once ``store.run`` has kept the run
+    interrupted: left alive, the worker would wait for work on the pool's queues forever, and
+    the pool's shutdown would wait for it."""
+    from ..store import Terminated
+
+    try:
+        return worker.train_one(config, root, prefix, expect=expect)
+    except Terminated:
+        os._exit(128 + signal.SIGTERM)
+
+
 def run_all(todo, root, *, jobs, log, record, **_):
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -71,8 +84,7 @@ def run_all(todo, root, *, jobs, log, record, **_):
     pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pool_init,
                                   initargs=(queue, threads))
     try:
-        futures = {pool.submit(worker.train_one, it.config.to_dict(), str(root), it.prefix,
-                               expect=it.hash): it
+        futures = {pool.submit(_task, it.config.to_dict(), str(root), it.prefix, it.hash): it
                    for it in todo}
         for fut in cf.as_completed(futures):
             record.settle(futures[fut], fut.result)
