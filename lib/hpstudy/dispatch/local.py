@@ -21,13 +21,15 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def _pool_init(queue, threads: int) -> None:
+def _pool_init(queue, threads: int, parent: int) -> None:
     worker._LOG_QUEUE = queue
     # Ctrl-C interrupts a run (status "interrupted"), even where the parent ignores SIGINT;
     # only the first: the parent passes a SIGINT on to its workers, which a terminal's Ctrl-C
     # has reached already, and a second one must not cut short the first one's bookkeeping
     signal.signal(signal.SIGINT, _interrupt_once)
-    threading.Thread(target=_die_with, args=(os.getppid(),), name="hpstudy-parent-watch",
+    # the parent's pid comes from the parent: a worker orphaned while it was still starting
+    # would otherwise take its new parent (init) for the one to watch
+    threading.Thread(target=_die_with, args=(parent,), name="hpstudy-parent-watch",
                      daemon=True).start()
     import torch
     torch.set_num_threads(threads)
@@ -69,8 +71,10 @@ def run_all(todo, root, *, jobs, log, record, **_):
     import multiprocessing as mp
 
     cpus = worker.cpus()
+    # the threads follow the jobs asked for, not the runs left: a run resumed when it is the
+    # last one must compute with the threads it started with (they change the last bits)
+    threads = max(1, cpus // (jobs or min(len(todo), cpus)))
     jobs = min(jobs or min(len(todo), cpus), len(todo))
-    threads = max(1, cpus // jobs)
     log(f"local pool: {jobs} processes, {threads} torch threads each")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -82,7 +86,7 @@ def run_all(todo, root, *, jobs, log, record, **_):
     drainer = threading.Thread(target=drain, name="hpstudy-log", daemon=True)
     drainer.start()
     pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pool_init,
-                                  initargs=(queue, threads))
+                                  initargs=(queue, threads, os.getpid()))
     try:
         futures = {pool.submit(_task, it.config.to_dict(), str(root), it.prefix, it.hash): it
                    for it in todo}
