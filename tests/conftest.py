@@ -99,3 +99,24 @@ def real_root() -> Path:
     if not REAL_DATA or not (Path(REAL_DATA) / "cifar-100-python" / "train").exists():
         pytest.skip("real CIFAR-100 not available (set HPSTUDY_DATA)")
     return Path(REAL_DATA)
+
+
+@pytest.fixture(scope="module")
+def trained_once(tiny_root, tmp_path_factory) -> Path:
+    """One finished 2-epoch tiny run, trained once for this module (the 2 cores are shared)."""
+    root = tmp_path_factory.mktemp("template_store")
+    import hpstudy
+
+    return hpstudy.run(tiny_config(data_root=str(tiny_root)), root=root, log=quiet).dir
+
+
+@pytest.fixture
+def done_run(trained_once, tiny_env, store):
+    """A copy of that run in this test's own store (data_root is not part of the hash)."""
+    import shutil
+
+    from hpstudy.store import Run
+
+    d = store / trained_once.name
+    shutil.copytree(trained_once, d)
+    return Run.load(d)

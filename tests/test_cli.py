@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,20 +13,7 @@ import hpstudy
 from hpstudy import store as R
 from hpstudy.cli import build_parser, main as cli_main
 
-from conftest import REPO_ROOT as REPO, quiet, tiny_config
-
-
-@pytest.fixture(scope="module")
-def trained_once(tiny_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp("template_store")
-    return hpstudy.run(tiny_config(data_root=str(tiny_root)), root=root, log=quiet).dir
-
-
-@pytest.fixture
-def done_run(trained_once, tiny_env, store):
-    d = store / trained_once.name
-    shutil.copytree(trained_once, d)
-    return R.Run.load(d)
+from conftest import REPO_ROOT as REPO, quiet
 
 
 @pytest.mark.parametrize("argv", [["report"], ["plan"], ["status"], ["train"], ["runs"],

@@ -18,21 +18,6 @@ from hpstudy import store as R
 from conftest import quiet, tiny_config
 
 
-@pytest.fixture(scope="module")
-def trained_once(tiny_root, tmp_path_factory) -> Path:
-    """One finished 2-epoch tiny run, trained once for this module (the 2 cores are shared)."""
-    root = tmp_path_factory.mktemp("template_store")
-    return hpstudy.run(tiny_config(data_root=str(tiny_root)), root=root, log=quiet).dir
-
-
-@pytest.fixture
-def done_run(trained_once, tiny_env, store):
-    """A copy of that run in this test's own store (data_root is not part of the hash)."""
-    d = store / trained_once.name
-    shutil.copytree(trained_once, d)
-    return R.Run.load(d)
-
-
 def test_run_folder_contents(done_run):
     d = done_run.dir
     assert done_run.status == "done" and len(done_run.history) == 2

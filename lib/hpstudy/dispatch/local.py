@@ -14,6 +14,7 @@ import threading
 import time
 
 from . import worker
+from .worker import stop_reason
 
 
 def _interrupt_once(signum, frame):
@@ -93,8 +94,7 @@ def run_all(todo, root, *, jobs, log, record, **_):
         for fut in cf.as_completed(futures):
             record.settle(futures[fut], fut.result)
     except BaseException as e:          # Ctrl-C, SIGTERM, or an error here (a callback's)
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else \
-            f"stopping on an error ({type(e).__name__}: {e})"
+        why = stop_reason(e)
         log(f"{why}: stopping the workers; their runs keep their last finished epoch")
         # a terminal's Ctrl-C reached them already; a SIGINT sent to this process alone did not
         for p in list((getattr(pool, "_processes", None) or {}).values()):

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from . import worker
-from .worker import TEST_DIE_AFTER_EPOCH, missing, train_one
+from .worker import TEST_DIE_AFTER_EPOCH, missing, stop_reason, train_one
 
 RAY_MAX_RETRIES = 3           # a worker that dies is retried this often (the run resumes)
 
@@ -184,8 +184,7 @@ def run_all(todo, root, *, jobs, address, runs_per_gpu, log, record, **_):
                         record.settle(refs[ref], lambda: ray.get(ref),
                                       unwrap=lambda e: getattr(e, "cause", None) or e)
         except BaseException as e:      # Ctrl-C, SIGTERM, or an error here (a callback's)
-            why = "interrupted" if isinstance(e, KeyboardInterrupt) else \
-                f"stopping on an error ({type(e).__name__}: {e})"
+            why = stop_reason(e)
             log(f"{why}: cancelling {len(pending)} Ray tasks; their runs keep their last "
                 f"finished epoch")
             for ref in pending:

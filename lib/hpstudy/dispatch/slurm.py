@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 
-from .worker import cpus, missing, train_one
+from .worker import cpus, missing, stop_reason, train_one
 
 
 def _slurm_run_class():
@@ -99,8 +99,7 @@ def run_all(todo, root, *, jobs, slurm, log, record, **_):
             if waiting:
                 time.sleep(1 if executor.cluster in ("local", "debug") else 15)
     except BaseException as e:          # Ctrl-C, SIGTERM, or an error here (a callback's)
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else \
-            f"stopping on an error ({type(e).__name__}: {e})"
+        why = stop_reason(e)
         log(f"{why}: cancelling {len(waiting)} jobs; their runs keep their last finished "
             f"epoch")
         for job in waiting:

@@ -92,6 +92,12 @@ def cpus() -> int:
         return os.cpu_count() or 1
 
 
+def stop_reason(e: BaseException) -> str:
+    """How an executor says why it stops its workers: Ctrl-C/SIGTERM, or an error here."""
+    return "interrupted" if isinstance(e, KeyboardInterrupt) else \
+        f"stopping on an error ({type(e).__name__}: {e})"
+
+
 def missing(package: str, extra: str) -> ImportError:
     return ImportError(f"the {extra!r} executor needs {package}, which is not installed: "
                        f"pip install -e '.[{extra}]'")
